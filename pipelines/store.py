@@ -66,8 +66,14 @@ def open_repository(store: str | os.PathLike[str], *, create: bool = False) -> A
         if path.exists():
             raise StoreError(f"{path}: exists but is not a geotwin cube store (no Icechunk repository)")
         raise StoreError(f"{path}: cube store not found")
+    import zarr
+
     path.mkdir(parents=True, exist_ok=True)
-    return icechunk.Repository.create(storage)
+    repo = icechunk.Repository.create(storage)
+    session = repo.writable_session(BRANCH)
+    zarr.open_group(session.store, mode="w", zarr_format=3, attributes={"geotwin_store": "1"})
+    session.commit("create geotwin cube store")
+    return repo
 
 
 def _build_info(group_attrs: Mapping[str, Any]) -> dict[str, Any]:
