@@ -1,0 +1,27 @@
+"""Shared fixtures: the real-data folder ../shared/data (skipped cleanly when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("GEOTWIN_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of ../shared/data; tests using it skip with a reason when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real-data folder {SHARED_DATA} is absent (set GEOTWIN_SHARED_DATA to point at shared/data)")
+    return SHARED_DATA
+
+
+def shared_file(shared_data: Path, relative: str) -> Path:
+    """A file under shared/data, skipping the test when that file is missing."""
+    path = shared_data / relative
+    if not path.exists():
+        pytest.skip(f"{path} is absent from shared/data")
+    return path
