@@ -53,6 +53,10 @@ def grid_coords(geobox: Any) -> dict[str, xr.DataArray]:
     from pyproj import CRS
 
     coords = dict(xr_coords(geobox, crs_coord_name="spatial_ref"))
+    # odc-geo names geographic axes longitude/latitude; the cube convention always uses x/y
+    for old, new in (("longitude", "x"), ("latitude", "y")):
+        if old in coords:
+            coords[new] = coords.pop(old).rename({old: new}).rename(new)
     crs = CRS.from_user_input(geobox.crs.to_wkt())
     unit = "degrees" if crs.is_geographic else (crs.axis_info[0].unit_name if crs.axis_info else "m")
     unit = {"metre": "m", "meter": "m", "kilometre": "km", "US survey foot": "US_survey_foot", "foot": "ft"}.get(unit, unit)

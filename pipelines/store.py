@@ -59,6 +59,8 @@ def open_repository(store: str | os.PathLike[str], *, create: bool = False) -> A
     import icechunk
 
     path = Path(store)
+    if not path.exists() and not create:
+        raise StoreError(f"{path}: cube store not found")
     storage = _storage(path)
     if icechunk.Repository.exists(storage):
         return icechunk.Repository.open(storage)
