@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["list_cubes", "open_cube", "verify_cube", "write_cube", "append_cube", "build_region", "load_region"]
+__all__ = [
+    "list_cubes",
+    "open_cube",
+    "verify_cube",
+    "write_cube",
+    "append_cube",
+    "build_region",
+    "load_region",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     import xarray as xr

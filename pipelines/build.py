@@ -42,7 +42,10 @@ def source_checksums(source: SourceConfig) -> list[dict[str, str]]:
 def build_id(config: RegionConfig, checksums: dict[str, list[dict[str, str]]]) -> str:
     """Identity of a build: the validated config and the checksums of its inputs."""
     payload = json.dumps(
-        {"config": config.model_dump(mode="json"), "inputs": {k: [c["sha256"] for c in v] for k, v in checksums.items()}},
+        {
+            "config": config.model_dump(mode="json"),
+            "inputs": {k: [c["sha256"] for c in v] for k, v in checksums.items()},
+        },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -79,7 +82,9 @@ def _chunked(ds: xr.Dataset, grid: RegionGrid) -> xr.Dataset:
 def _check_on_grid(ds: xr.Dataset, grid: RegionGrid, source: SourceConfig) -> None:
     ny, nx = grid.shape
     if ds.sizes.get("y") != ny or ds.sizes.get("x") != nx:
-        raise SourceError(f"source {source.name!r}: reader returned shape {dict(ds.sizes)}, expected y={ny}, x={nx}")
+        raise SourceError(
+            f"source {source.name!r}: reader returned shape {dict(ds.sizes)}, expected y={ny}, x={nx}"
+        )
     if grid.time is not None and "time" in ds.dims:
         if ds.sizes["time"] != len(grid.time) or not np.array_equal(ds["time"].values, grid.time.values):
             raise SourceError(f"source {source.name!r}: time axis does not match the region's time axis")

@@ -24,7 +24,9 @@ app = typer.Typer(
 run_app = typer.Typer(help="Run a twin (ice, reservoir, carbon) on cubes.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
 
-StoreOpt = Annotated[Path, typer.Option("--store", "-s", help="Cube store directory (an Icechunk repository).")]
+StoreOpt = Annotated[
+    Path, typer.Option("--store", "-s", help="Cube store directory (an Icechunk repository).")
+]
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -34,7 +36,16 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .sources import SourceError
     from .store import StoreError
 
-    return (ConfigError, CubeError, GridError, SourceError, StoreError, FileNotFoundError, ValueError, KeyError)
+    return (
+        ConfigError,
+        CubeError,
+        GridError,
+        SourceError,
+        StoreError,
+        FileNotFoundError,
+        ValueError,
+        KeyError,
+    )
 
 
 def friendly(func: Callable[..., Any]) -> Callable[..., Any]:

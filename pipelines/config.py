@@ -108,7 +108,9 @@ class RegionConfig(_Frozen):
         try:
             CRS.from_user_input(value)
         except CRSError as err:
-            raise ValueError(f"expected a CRS pyproj understands (EPSG:xxxx, WKT, PROJ), got {value!r}") from err
+            raise ValueError(
+                f"expected a CRS pyproj understands (EPSG:xxxx, WKT, PROJ), got {value!r}"
+            ) from err
         return value
 
     @field_validator("bounds")
@@ -116,7 +118,9 @@ class RegionConfig(_Frozen):
     def _check_bounds(cls, value: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         xmin, ymin, xmax, ymax = value
         if not (xmax > xmin and ymax > ymin):
-            raise ValueError(f"expected [xmin, ymin, xmax, ymax] with xmax > xmin and ymax > ymin, got {list(value)}")
+            raise ValueError(
+                f"expected [xmin, ymin, xmax, ymax] with xmax > xmin and ymax > ymin, got {list(value)}"
+            )
         return value
 
     @field_validator("resolution")

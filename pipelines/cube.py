@@ -59,7 +59,13 @@ def grid_coords(geobox: Any) -> dict[str, xr.DataArray]:
             coords[new] = coords.pop(old).rename({old: new}).rename(new)
     crs = CRS.from_user_input(geobox.crs.to_wkt())
     unit = "degrees" if crs.is_geographic else (crs.axis_info[0].unit_name if crs.axis_info else "m")
-    unit = {"metre": "m", "meter": "m", "kilometre": "km", "US survey foot": "US_survey_foot", "foot": "ft"}.get(unit, unit)
+    unit = {
+        "metre": "m",
+        "meter": "m",
+        "kilometre": "km",
+        "US survey foot": "US_survey_foot",
+        "foot": "ft",
+    }.get(unit, unit)
     x_attrs = {"units": "degrees_east" if crs.is_geographic else unit, "axis": "X"}
     y_attrs = {"units": "degrees_north" if crs.is_geographic else unit, "axis": "Y"}
     if crs.is_geographic:
@@ -213,7 +219,9 @@ def make_cube(
                 var.encoding.pop("grid_mapping", None)
     for tname in ("time", "reference_time"):
         if tname in ds.coords:
-            ds[tname].attrs.setdefault("standard_name", "forecast_reference_time" if tname != "time" else "time")
+            ds[tname].attrs.setdefault(
+                "standard_name", "forecast_reference_time" if tname != "time" else "time"
+            )
     ds.attrs.update(provenance_attrs(sources, config))
     ds.attrs.update(dict(attrs or {}))
     return verify_cube(ds)

@@ -59,7 +59,9 @@ class RegionGrid:
 
         coords = grid_coords(self.geobox)
         if self.time is not None:
-            coords["time"] = xr.DataArray(self.time.values, dims=("time",), attrs={"standard_name": "time", "axis": "T"})
+            coords["time"] = xr.DataArray(
+                self.time.values, dims=("time",), attrs={"standard_name": "time", "axis": "T"}
+            )
         return coords
 
     def template(self, dtype: str = "float32") -> xr.DataArray:
@@ -77,7 +79,18 @@ def body_of(crs: CRS) -> str:
     """Name of the celestial body a CRS refers to (from its ellipsoid/datum, 'Earth' by default)."""
     texts = [crs.name or "", crs.ellipsoid.name if crs.ellipsoid else "", crs.datum.name if crs.datum else ""]
     joined = " ".join(texts).lower()
-    for body in ("mars", "moon", "mercury", "venus", "jupiter", "europa", "titan", "enceladus", "ceres", "vesta"):
+    for body in (
+        "mars",
+        "moon",
+        "mercury",
+        "venus",
+        "jupiter",
+        "europa",
+        "titan",
+        "enceladus",
+        "ceres",
+        "vesta",
+    ):
         if body in joined:
             return body.capitalize()
     if crs.ellipsoid is not None and not 6.3e6 < crs.ellipsoid.semi_major_metre < 6.4e6:
@@ -101,7 +114,9 @@ def region_grid(config: RegionConfig) -> RegionGrid:
     """
     crs = CRS.from_user_input(config.crs)
     if config.body is not None and body_of(crs).lower() != config.body.lower():
-        raise GridError(f"region {config.name!r}: field 'body' says {config.body} but crs is on {body_of(crs)}")
+        raise GridError(
+            f"region {config.name!r}: field 'body' says {config.body} but crs is on {body_of(crs)}"
+        )
     res = config.resolution
     rx, ry = (res, res) if isinstance(res, float | int) else res
     xmin, ymin, xmax, ymax = config.bounds
@@ -115,7 +130,9 @@ def region_grid(config: RegionConfig) -> RegionGrid:
         time = pd.date_range(config.time.start, config.time.end, freq=config.time.freq, tz=None)
         if time.tz is not None:
             time = time.tz_convert("UTC").tz_localize(None)
-    return RegionGrid(name=config.name, geobox=geobox, time=time, chunks=dict(config.chunks), attrs=dict(config.attrs))
+    return RegionGrid(
+        name=config.name, geobox=geobox, time=time, chunks=dict(config.chunks), attrs=dict(config.attrs)
+    )
 
 
 def grid_from_cube(ds: xr.Dataset | xr.DataArray, name: str = "cube") -> RegionGrid:

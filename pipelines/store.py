@@ -28,7 +28,11 @@ import xarray as xr
 
 from .cube import CubeError, verify_cube
 
-TIME_ENCODING = {"units": "seconds since 1970-01-01T00:00:00", "calendar": "proleptic_gregorian", "dtype": "int64"}
+TIME_ENCODING = {
+    "units": "seconds since 1970-01-01T00:00:00",
+    "calendar": "proleptic_gregorian",
+    "dtype": "int64",
+}
 LEAD_TIME_ENCODING = {"units": "seconds", "dtype": "int64"}
 BUILD_ATTR = "geotwin_build"
 BRANCH = "main"
@@ -115,19 +119,25 @@ def open_cube(store: str | os.PathLike[str], name: str, *, snapshot: str | None 
     import zarr
 
     repo = open_repository(store)
-    session = repo.readonly_session(snapshot_id=snapshot) if snapshot else repo.readonly_session(branch=BRANCH)
+    session = (
+        repo.readonly_session(snapshot_id=snapshot) if snapshot else repo.readonly_session(branch=BRANCH)
+    )
     root = zarr.open_group(session.store, mode="r")
     if name not in root:
         available = sorted(n for n, _ in root.groups())
         raise StoreError(f"{store}: no cube named {name!r}; available: {available}")
     if not _build_info(root[name].attrs).get("complete", True):
-        raise StoreError(f"{store}: cube {name!r} is incomplete (an interrupted build); re-run the build to finish it")
+        raise StoreError(
+            f"{store}: cube {name!r} is incomplete (an interrupted build); re-run the build to finish it"
+        )
     ds = xr.open_zarr(session.store, group=name, consolidated=False, chunks={})
     ds.attrs.pop(BUILD_ATTR, None)
     return ds
 
 
-def _encoding(ds: xr.Dataset, extra: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+def _encoding(
+    ds: xr.Dataset, extra: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
     enc: dict[str, dict[str, Any]] = {}
     for name, var in ds.variables.items():
         if name in ds.dims and name not in ("time", "reference_time", "lead_time"):
@@ -204,7 +214,9 @@ def append_cube(
     if np.issubdtype(new.dtype, np.datetime64):
         seconds = new.astype("datetime64[ns]").astype(np.int64)
         if np.any(seconds % 1_000_000_000):
-            raise CubeError(f"{name}: appended {dim} values have sub-second parts; the store keeps whole seconds")
+            raise CubeError(
+                f"{name}: appended {dim} values have sub-second parts; the store keeps whole seconds"
+            )
     repo = open_repository(store)
     session = repo.writable_session(BRANCH)
     to_icechunk(_strip_encoding(ds), session, group=name, append_dim=dim)
@@ -278,7 +290,9 @@ class CubeBuild:
         new_attrs[BUILD_ATTR] = json.dumps(info)
         group.attrs.update(new_attrs)
 
-    def write_step(self, step: str, ds: xr.Dataset, *, encoding: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    def write_step(
+        self, step: str, ds: xr.Dataset, *, encoding: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> None:
         """Write the variables of ``ds`` as step ``step`` in one commit (no-op if already done)."""
         from icechunk.xarray import to_icechunk
 

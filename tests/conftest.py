@@ -15,7 +15,9 @@ SHARED_DATA = Path(os.environ.get("GEOTWIN_SHARED_DATA", REPO.parent / "shared" 
 def shared_data() -> Path:
     """Path of ../shared/data; tests using it skip with a reason when it is absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real-data folder {SHARED_DATA} is absent (set GEOTWIN_SHARED_DATA to point at shared/data)")
+        pytest.skip(
+            f"real-data folder {SHARED_DATA} is absent (set GEOTWIN_SHARED_DATA to point at shared/data)"
+        )
     return SHARED_DATA
 
 

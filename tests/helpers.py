@@ -10,7 +10,9 @@ from odc.geo.geobox import GeoBox
 from pipelines.cube import grid_coords, make_cube
 
 
-def geobox(crs: str = "EPSG:3413", bounds=(0.0, 0.0, 100_000.0, 50_000.0), resolution: float = 10_000.0) -> GeoBox:
+def geobox(
+    crs: str = "EPSG:3413", bounds=(0.0, 0.0, 100_000.0, 50_000.0), resolution: float = 10_000.0
+) -> GeoBox:
     """A north-up GeoBox over ``bounds`` at ``resolution``."""
     return GeoBox.from_bbox(bounds, crs, resolution=resolution)
 
@@ -42,4 +44,6 @@ def assert_same_values(left: xr.Dataset, right: xr.Dataset) -> None:
     """Same variables, coordinates and values (ignoring attrs that record creation times)."""
     assert sorted(left.data_vars) == sorted(right.data_vars)
     for name in left.variables:
-        np.testing.assert_array_equal(np.asarray(left[name].values), np.asarray(right[name].values), err_msg=str(name))
+        np.testing.assert_array_equal(
+            np.asarray(left[name].values), np.asarray(right[name].values), err_msg=str(name)
+        )

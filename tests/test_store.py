@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +37,9 @@ def test_round_trip_preserves_values_dtypes_and_grid(tmp_path: Path) -> None:
 def test_append_keeps_time_encoding_right(tmp_path: Path) -> None:
     """First write has one daily step: xarray alone would infer 'days since' int64 and truncate hours."""
     store = tmp_path / "s"
-    times = pd.DatetimeIndex(["2020-01-01T00:00", "2020-01-01T01:00", "2020-01-01T01:30", "2020-01-02T07:15:09"])
+    times = pd.DatetimeIndex(
+        ["2020-01-01T00:00", "2020-01-01T01:00", "2020-01-01T01:30", "2020-01-02T07:15:09"]
+    )
     ds = linear_cube(times=times)
     write_cube(store, "c", ds.isel(time=[0]))
     append_cube(store, "c", ds.isel(time=[1]))
@@ -142,7 +143,10 @@ CRASH_SCRIPT = textwrap.dedent(
 def _run_build(store: Path, delay: float) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     return subprocess.Popen(
-        [sys.executable, "-c", CRASH_SCRIPT, str(store), str(delay)], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", CRASH_SCRIPT, str(store), str(delay)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
