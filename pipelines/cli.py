@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -49,13 +50,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def friendly(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn known user errors into ``error: <message>`` on stderr and exit code 2."""
+    """Turn known user errors into ``error: <message>`` on stderr and exit code 2 (``GEOTWIN_DEBUG=1``: traceback)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except _user_errors() as err:
+            if os.environ.get("GEOTWIN_DEBUG"):
+                raise
             message = str(err).strip().splitlines() or [type(err).__name__]
             typer.secho(f"error: {' | '.join(message)}", err=True, fg=typer.colors.RED)
             raise typer.Exit(2) from None

@@ -34,7 +34,9 @@ def demo_configs() -> list[Path]:
     paths = [CATALOGS / "demo" / f"{name}.yaml" for name in DEMO_REGIONS]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"demo configs not found: {missing} (set GEOTWIN_CATALOGS to the catalogs/ folder)")
+        raise FileNotFoundError(
+            f"demo configs not found: {missing} (set GEOTWIN_CATALOGS to the catalogs/ folder)"
+        )
     return paths
 
 
