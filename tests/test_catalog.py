@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -261,3 +262,44 @@ def test_refuses_to_overwrite_a_foreign_catalog(tmp_path):
     pystac.Catalog(id="mine", description="not geotwin").normalize_and_save(str(other))
     with pytest.raises(CatalogError, match="not a geotwin catalog"):
         write_catalog(store, other)
+
+
+def test_core_stac_schemas_validate_offline(tmp_path, monkeypatch):
+    """pystac ships the STAC 1.1 core JSON schemas; extension schemas would need the network (not checked)."""
+    pytest.importorskip("jsonschema")
+    import socket
+
+    from pystac.validation.stac_validator import JsonSchemaSTACValidator
+
+    def offline(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", offline)
+    store = tmp_path / "cubes"
+    write_cube(store, "timed", _cube(DATELINE, pd.date_range("2024-01-01", periods=2, freq="1D")))
+    write_cube(store, "static", _cube(POLAR))
+    catalog = pystac.Catalog.from_file(str(write_catalog(store)))
+    validator = JsonSchemaSTACValidator()
+    kinds = pystac.STACObjectType
+    assert validator.validate_core(catalog.to_dict(), kinds.CATALOG, "1.1.0")
+    for coll in catalog.get_children():
+        assert validator.validate_core(coll.to_dict(), kinds.COLLECTION, "1.1.0")
+    items = list(catalog.get_items(recursive=True))
+    for item in items:
+        assert validator.validate_core(item.to_dict(), kinds.ITEM, "1.1.0")
+    # negative control: a range item without its end violates the core schema
+    broken = next(i for i in items if i.id == "timed").to_dict()
+    broken["properties"].pop("end_datetime")
+    with pytest.raises(pystac.errors.STACValidationError):
+        validator.validate_core(broken, kinds.ITEM, "1.1.0")
+
+
+def test_catalog_elsewhere_points_back_at_the_store(tmp_path):
+    store = tmp_path / "cubes"
+    write_cube(store, "a", _cube(UTM))
+    path = write_catalog(store, tmp_path / "published" / "stac", title="Demo cubes")
+    catalog = pystac.Catalog.from_file(str(path))
+    assert catalog.title == "Demo cubes"
+    item = next(catalog.get_items(recursive=True))
+    assert item.assets["data"].href == "../../../../cubes"
+    assert Path(item.assets["data"].get_absolute_href()) == store
