@@ -146,6 +146,8 @@ def _segments(lines: np.ndarray, max_length: float) -> np.ndarray:
 def _length_tile(lines: np.ndarray, tile: Tile) -> np.ndarray:
     rx, ry, ny, nx = tile[2], tile[3], tile[6], tile[7]
     out = np.zeros(ny * nx)
+    if lines.size:  # only the part of each line inside this tile, cut into pieces no longer than a cell
+        lines = shapely.intersection(lines, shapely.box(*_tile_box(tile)))
     segs = _segments(lines, min(abs(rx), abs(ry))) if lines.size else lines
     if segs.size:
         gi, row, col = _candidate_pairs(segs, tile)

@@ -157,3 +157,14 @@ def test_lengths_on_a_geographic_grid_are_refused():
     gb = GeoBox((4, 4), Affine(0.1, 0, -122.5, 0, -0.1, 38.0), "EPSG:4326")
     with pytest.raises(R.RasterizeError, match="geographic"):
         R.length_density([shapely.LineString([(-122.4, 37.9), (-122.3, 37.8)])], gb)
+
+
+def test_a_grid_larger_than_memory_is_rasterized_tile_by_tile():
+    # 100k x 100k cells (40 GB as float32): only the tiles that are asked for are ever computed
+    gb = GeoBox((100_000, 100_000), Affine(CELL, 0, X0, 0, -CELL, Y0), "EPSG:32610")
+    square = shapely.box(X0 + 5.0, Y0 - 15.0, X0 + 15.0, Y0 - 5.0)  # a quarter of 4 cells at the corner
+    far = shapely.box(X0 + 500_000.0, Y0 - 500_010.0, X0 + 500_010.0, Y0 - 500_000.0)  # cell (50000, 50000)
+    frac = R.area_fraction([square, far], gb, chunks=(2048, 2048))
+    np.testing.assert_array_equal(frac[:3, :3].compute(), [[0.25, 0.25, 0], [0.25, 0.25, 0], [0, 0, 0]])
+    assert float(frac[49_999:50_002, 49_999:50_002].sum().compute()) == 1.0
+    assert frac[50_000, 50_000].compute() == 1.0
