@@ -125,3 +125,24 @@ def test_plot_maps_the_selected_step_with_units_and_crs_axes():
     plt.close("all")
     with pytest.raises(KeyError, match="nope"):
         ds.geotwin.plot("nope")
+
+
+def test_plot_on_a_cartopy_map_in_another_projection():
+    ccrs = pytest.importorskip("cartopy.crs")
+    import matplotlib.pyplot as plt
+
+    ds = _cube(POLAR)
+    fig = plt.figure()
+    ax = fig.add_subplot(projection=ccrs.NorthPolarStereo())  # central meridian 0, not 3413's 45W
+    mesh = ds.geotwin.plot("t2m", time=2, ax=ax)
+    assert np.array_equal(np.asarray(mesh.get_array()).ravel(), ds.t2m.isel(time=2).values.ravel())
+    # the map shows the whole grid: its corners, projected to the map's CRS by pyproj, are inside the view
+    x0, x1, y0, y1 = ax.get_extent()
+    corners = Transformer.from_crs(3413, ax.projection, always_xy=True).transform(
+        [-105000.0, 105000.0, 105000.0, -105000.0], [-105000.0, -105000.0, 105000.0, 105000.0]
+    )
+    assert all(x0 - 1.0 <= x <= x1 + 1.0 for x in corners[0])
+    assert all(y0 - 1.0 <= y <= y1 + 1.0 for y in corners[1])
+    # and they are not the same numbers as in EPSG:3413 (the map really is in another projection)
+    assert not np.allclose(corners[0], [-105000.0, 105000.0, 105000.0, -105000.0])
+    plt.close(fig)
