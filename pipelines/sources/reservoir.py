@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-MD = 9.869233e-16  # m^2 per millidarcy
+MD = 9.86923266716013e-16  # m^2 per millidarcy (as OPM)
 DAY = 86400.0
 #: factors from deck units to SI: pressure (Pa), liquid rate (m3/s), gas rate (m3/s), length (m)
 UNITS = {

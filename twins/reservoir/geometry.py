@@ -18,7 +18,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-MD = 9.869233e-16  # m^2 per millidarcy
+MD = 9.86923266716013e-16  # m^2 per millidarcy (as OPM)
 
 
 class Connections(NamedTuple):
