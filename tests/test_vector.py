@@ -370,3 +370,76 @@ def test_lengths_on_a_geographic_grid(features, tmp_path):
     grid = make_grid(crs="EPSG:4326", bounds=(-122.4, 37.7, -122.2, 37.8), res=0.01)
     with pytest.raises(SourceError, match=r"variable 'r'.*geographic"):
         load_source(source(path, {"r": {"method": "length_density", "where": "highway.notna()"}}), grid)
+
+
+# The `sources:` entries given in README (section readers_vector) for the Oakland demo city, verbatim.
+OAKLAND_YAML = """\
+name: oakland
+description: West Oakland and the central San Francisco Bay (city carbon twin)
+crs: EPSG:32610
+bounds: [552000, 4175000, 572000, 4195000]
+resolution: 100
+chunks: {y: 256, x: 256}
+sources:
+  - name: oakland_osm
+    kind: vector
+    path: data/West-Oakland.osm.bz2
+    variables:
+      building_fraction:
+        method: area_fraction
+        where: building.notna()
+        long_name: fraction of cell area covered by OSM buildings
+      road_length_density:
+        method: length_density
+        where: highway.notna()
+        long_name: length of OSM roads and paths per unit area
+      major_road_length_density:
+        method: length_density
+        where: "highway in ['motorway', 'trunk', 'primary', 'secondary', 'tertiary']"
+        long_name: length of OSM major roads per unit area
+  - name: power_plants
+    kind: vector
+    path: data/gppd_database_USA.csv
+    options: {lon: longitude, lat: latitude}
+    variables:
+      power_plant_count:
+        method: count
+        long_name: number of power plants (WRI Global Power Plant Database)
+      power_capacity:
+        method: sum
+        attribute: capacity_mw
+        units: MW
+        long_name: installed electrical capacity of power plants (WRI Global Power Plant Database)
+"""
+
+
+def test_oakland_demo_sources_from_yaml(shared_data, tmp_path):
+    from pipelines.config import load_region
+
+    osm = shared_file(shared_data, "geomapping/West-Oakland.osm.bz2")
+    gppd = shared_file(shared_data, "emissions/gppd_database_USA.csv")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / osm.name).symlink_to(osm)
+    (tmp_path / "data" / gppd.name).symlink_to(gppd)
+    (tmp_path / "oakland.yaml").write_text(OAKLAND_YAML)
+    cfg = load_region(tmp_path / "oakland.yaml")
+    grid = region_grid(cfg)
+    parts = [load_source(src, grid) for src in cfg.sources]
+    files = [f for ds in parts for f in ds.attrs["geotwin_source_files"]]
+    cube = make_cube({k: v for ds in parts for k, v in ds.data_vars.items()}, grid.geobox, sources=files)
+    cube = cube.compute()
+    box = shapely.box(*grid.geobox.extent.boundingbox)
+    cell_area = 100.0**2
+    buildings = open_vector(osm, "multipolygons", "building.notna()").to_crs(UTM).clip(box)
+    roads = open_vector(osm, "lines", "highway.notna()").to_crs(UTM).clip(box)
+    major = roads[roads["highway"].isin(["motorway", "trunk", "primary", "secondary", "tertiary"])]
+    total = {k: float(cube[k].astype(float).sum()) for k in cube.data_vars}
+    assert total["building_fraction"] * cell_area == pytest.approx(buildings.area.sum(), rel=1e-5)
+    assert total["road_length_density"] * cell_area == pytest.approx(roads.length.sum(), rel=1e-5)
+    assert 0 < total["major_road_length_density"] * cell_area == pytest.approx(major.length.sum(), rel=1e-5)
+    df = pd.read_csv(gppd, low_memory=False).dropna(subset=["longitude", "latitude"])
+    x, y = Transformer.from_crs("EPSG:4326", UTM, always_xy=True).transform(df["longitude"], df["latitude"])
+    inside = (x >= 552_000) & (x < 572_000) & (y > 4_175_000) & (y <= 4_195_000)
+    assert total["power_plant_count"] == inside.sum() > 5
+    assert total["power_capacity"] == pytest.approx(df.loc[inside, "capacity_mw"].sum(), rel=1e-6)
+    assert cube["power_capacity"].attrs["units"] == "MW"
