@@ -101,7 +101,9 @@ def footprint(geobox: Any, *, pts_per_side: int = PTS_PER_SIDE) -> tuple[dict[st
     crs = CRS.from_wkt(geobox.crs.to_wkt())
     geo = CRS.from_epsg(4326) if body_of(crs) == "Earth" else crs.geodetic_crs
     lon, lat, north, south = _edge_lonlat(geobox, crs, geo, pts_per_side)
-    if np.ptp(lon) >= 360.0 - 1e-9:  # a full band of longitudes (global geographic or cylindrical grid)
+    unwrapped = np.rad2deg(np.unwrap(np.deg2rad(lon)))
+    if np.ptp(unwrapped) >= 360.0 - 1e-9 and abs(unwrapped[-1] - unwrapped[0]) < 180.0:
+        # the edge spans all longitudes without winding around a pole: a global (cylindrical) band
         s, n = float(lat.min()), float(lat.max())
         return shapely.geometry.mapping(shapely.box(-180.0, s, 180.0, n)), [-180.0, s, 180.0, n]
 

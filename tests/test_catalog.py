@@ -303,3 +303,26 @@ def test_catalog_elsewhere_points_back_at_the_store(tmp_path):
     item = next(catalog.get_items(recursive=True))
     assert item.assets["data"].href == "../../../../cubes"
     assert Path(item.assets["data"].get_absolute_href()) == store
+
+
+@pytest.mark.parametrize(
+    ("geobox", "expected"),
+    [
+        (
+            GeoBox((180, 360), Affine(1.0, 0.0, -180.0, 0.0, -1.0, 90.0), "EPSG:4326"),
+            [-180.0, -90.0, 180.0, 90.0],
+        ),
+        (GeoBox((30, 360), Affine(1.0, 0.0, 0.0, 0.0, -1.0, 90.0), "EPSG:4326"), [-180.0, 60.0, 180.0, 90.0]),
+        # Web Mercator a little wider than the world: y from 0 to 1e7 m (lat 0 to 66.4461 N)
+        (
+            GeoBox((100, 401), Affine(1e5, 0.0, -20037508.34, 0.0, -1e5, 1e7), "EPSG:3857"),
+            [-180.0, 0.0, 180.0, 66.44609],
+        ),
+    ],
+    ids=["global", "arctic-band-0-360", "mercator-wider-than-world"],
+)
+def test_grids_spanning_all_longitudes_give_a_global_band(geobox, expected):
+    geometry, bbox = footprint(geobox)
+    assert bbox == pytest.approx(expected, abs=1e-4)
+    assert shapely.geometry.shape(geometry).is_valid
+    assert shapely.geometry.shape(geometry).bounds == pytest.approx(tuple(bbox))
