@@ -57,7 +57,7 @@ def _crs(ds: xr.Dataset | xr.DataArray) -> CRS:
 
 
 def _code(crs: CRS) -> str | None:
-    auth = crs.to_authority() or crs.to_authority(min_confidence=25)
+    auth = crs.to_authority()
     return f"{auth[0]}:{auth[1]}" if auth else None
 
 
@@ -148,13 +148,20 @@ def _feature_footprint(ds: xr.Dataset) -> tuple[dict[str, Any] | None, list[floa
     lat_name = names.get("latitude", "lat" if "lat" in ds.variables else None)
     if lon_name is None or lat_name is None:
         return None, None
-    lon = np.asarray(ds[lon_name].values, dtype=float)
-    lat = np.asarray(ds[lat_name].values, dtype=float)
-    lon = np.where(lon > 180.0, lon - 360.0, lon)
-    if not np.isfinite(lon).any():
+    lon = np.asarray(ds[lon_name].values, dtype=float).ravel()
+    lat = np.asarray(ds[lat_name].values, dtype=float).ravel()
+    ok = np.isfinite(lon) & np.isfinite(lat)
+    if not ok.any():
         return None, None
-    bbox = [float(np.nanmin(lon)), float(np.nanmin(lat)), float(np.nanmax(lon)), float(np.nanmax(lat))]
-    return shapely.geometry.mapping(shapely.box(*bbox)), bbox
+    lon, lat = (lon[ok] + 180.0) % 360.0 - 180.0, lat[ok]
+    south, north = float(lat.min()), float(lat.max())
+    shifted = lon % 360.0  # the same points in 0..360: narrower when they straddle the antimeridian
+    if np.ptp(shifted) < np.ptp(lon) and shifted.max() > 180.0 >= shifted.min():
+        west, east = float(shifted.min()), float(shifted.max()) - 360.0
+        parts = [shapely.box(west, south, 180.0, north), shapely.box(-180.0, south, east, north)]
+        return shapely.geometry.mapping(shapely.MultiPolygon(parts)), [west, south, east, north]
+    west, east = float(lon.min()), float(lon.max())
+    return shapely.geometry.mapping(shapely.box(west, south, east, north)), [west, south, east, north]
 
 
 # ------------------------------------------------------------------------------------- time and datacube
@@ -315,7 +322,10 @@ def cube_item(ds: xr.Dataset, name: str, href: str, *, created: Any = None) -> p
     if gridded:
         grid = grid_from_cube(ds, name=name)
         crs = _crs(ds)
-        geometry, bbox = footprint(grid.geobox)
+        try:
+            geometry, bbox = footprint(grid.geobox)
+        except CatalogError as err:
+            raise CatalogError(f"cube {name!r}: {err}") from None
     else:
         geometry, bbox = _feature_footprint(ds)
     when = _temporal(ds)

@@ -187,6 +187,11 @@ def test_feature_cube_bbox_from_its_positions():
     ds = make_cube({"lon": lon, "lat": lat}, attrs={"featureType": "trajectory"})
     item = cube_item(ds, "drift", "store")
     assert item.bbox == [20.0, 70.0, 31.0, 72.0]
+    # a drift across the antimeridian (given in 0..360): west > east and a split geometry
+    ds = ds.assign(lon=ds.lon.copy(data=[178.0, 181.0, 183.5]))
+    item = cube_item(ds, "drift", "store")
+    assert item.bbox == [178.0, 70.0, -176.5, 72.0]
+    assert item.geometry["type"] == "MultiPolygon"
 
 
 def test_catalog_round_trip_offline_and_asset_opens_the_cube(tmp_path):
