@@ -27,7 +27,7 @@ VERTICAL_NAMES = (
     "height",
     "z",
     "s_rho",
-    "isobaricInhPa",
+    "isobaricinhpa",
     "pressure",
     "deptht",
 )
@@ -279,7 +279,7 @@ def vertical_dim(da: xr.DataArray, ds: xr.Dataset) -> str | None:
             continue
         coord = ds[dim] if dim in ds.variables else None
         attrs = coord.attrs if coord is not None else {}
-        if attrs.get("axis") == "Z" or "positive" in attrs or str(dim) in VERTICAL_NAMES:
+        if attrs.get("axis") == "Z" or "positive" in attrs or str(dim).lower() in VERTICAL_NAMES:
             return str(dim)
         if str(attrs.get("standard_name", "")).startswith(
             ("ocean_s_coordinate", "atmosphere_", "air_pressure")

@@ -449,8 +449,11 @@ def _check_not_empty(var: xr.DataArray, where: str) -> None:
     raise SourceError(f"{where}: holds no finite value (all NaN/_FillValue); nothing to align")
 
 
-def _footprint_overlaps(ds: xr.Dataset, grid: RegionGrid) -> bool:
-    """Whether the source footprint and the region grid overlap (checked both ways on sample points)."""
+def _footprint_overlaps(ds: xr.Dataset, grid: RegionGrid, mesh: Any = None) -> bool:
+    """Whether the source footprint and the region grid overlap.
+
+    Regular sources: sample points checked both ways; curvilinear: bounding boxes in the grid CRS.
+    """
     gb = grid.geobox
     gcrs = CRS.from_user_input(gb.crs.to_wkt())
     ny, nx = gb.shape
@@ -471,16 +474,8 @@ def _footprint_overlaps(ds: xr.Dataset, grid: RegionGrid) -> bool:
         sxx, syy = np.meshgrid(np.linspace(sx0, sx1, 48), np.linspace(sy0, sy1, 48))
         qx, qy = Transformer.from_crs(scrs, gcrs, always_xy=True).transform(sxx, syy)
     else:
-        lon, lat = ds["lon"].values, ds["lat"].values
-        step = max(1, int(np.ceil(max(lon.shape) / 64)))
-        qx, qy = Transformer.from_crs("EPSG:4326", gcrs, always_xy=True).transform(
-            lon[::step, ::step], lat[::step, ::step]
-        )
-        if lon.size:
-            px, py = Transformer.from_crs(gcrs, "EPSG:4326", always_xy=True).transform(tx, ty)
-            lon0, lon1, lat0, lat1 = np.nanmin(lon), np.nanmax(lon), np.nanmin(lat), np.nanmax(lat)
-            if np.any((px >= lon0) & (px <= lon1) & (py >= lat0) & (py <= lat1)) and (lon1 - lon0) < 180:
-                return True
+        mx0, my0, mx1, my1 = mesh.bounds()
+        return mx0 <= gx1 and mx1 >= gx0 and my0 <= gy1 and my1 >= gy0
     return bool(np.any((qx >= gx0) & (qx <= gx1) & (qy >= gy0) & (qy <= gy1)))
 
 
@@ -597,14 +592,14 @@ def load(source: SourceConfig, grid: RegionGrid) -> xr.Dataset:
     gcrs = CRS.from_user_input(grid.geobox.crs.to_wkt())
     if ds.attrs["geotwin_grid"] == "regular":
         check_same_body(CRS.from_wkt(ds["spatial_ref"].attrs["crs_wkt"]), gcrs, what=where)
-    if not _footprint_overlaps(ds, grid):
-        raise SourceError(f"{where}: the source does not overlap the region grid {grid.name!r}")
     mesh = None
     if ds.attrs["geotwin_grid"] == "curvilinear":
         try:
             mesh = source_mesh(ds["lon"].values, ds["lat"].values, gcrs)
         except RegridError as err:
             raise SourceError(f"{where}: {err}") from None
+    if not _footprint_overlaps(ds, grid, mesh):
+        raise SourceError(f"{where}: the source does not overlap the region grid {grid.name!r}")
     out: dict[str, xr.DataArray] = {}
     for name, spec in source.variables.items():
         src = names[name]

@@ -1,0 +1,422 @@
+"""Gridded climate/ocean reader (pipelines.sources.gridded) on real files and on files the tests write.
+
+Reference values are read with netCDF4 directly (its own CF unpacking) or computed analytically
+(meridian convergence of polar stereographic / Lambert conformal projections).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pytest
+import xarray as xr
+from pyproj import CRS, Transformer
+
+from pipelines.config import RegionConfig, SourceConfig
+from pipelines.cube import make_cube
+from pipelines.grid import region_grid
+from pipelines.sources import SourceError
+from pipelines.sources.gridded import angle_from_lonlat, load, open_gridded, rotation_angle
+
+from .conftest import shared_file
+
+ARCTIC20 = "ocean_ice/Arctic20_1to5Feb_2016.nc"
+ARCTIC20_PROJ = "+proj=stere +a=6371000 +b=6371000 +lat_0=90 +lat_ts=60 +lon_0=58"
+
+
+def _grid(crs: str, bounds: list[float], res: float, time: dict | None = None, chunks: dict | None = None):
+    cfg = {"name": "t", "crs": crs, "bounds": bounds, "resolution": res}
+    if time:
+        cfg["time"] = time
+    cfg["chunks"] = chunks or {"time": 4, "y": 16, "x": 16}
+    return region_grid(RegionConfig.model_validate(cfg))
+
+
+def _centred_grid(crs: str, x: float, y: float, res: float, half: int = 3, **kw):
+    """A grid whose cell (half, half) is centred exactly on (x, y)."""
+    r = res * (half + 0.5)
+    return _grid(crs, [x - r, y - r, x + r, y + r], res, **kw)
+
+
+def _source(path, variables: dict, **options) -> SourceConfig:
+    return SourceConfig.model_validate(
+        {"name": "src", "kind": "gridded", "path": str(path), "variables": variables, "options": options}
+    )
+
+
+# ---------------------------------------------------------------- Arctic20 (the demo Arctic cube)
+ARCTIC_VARS = {
+    "uo": {
+        "name": "u",
+        "standard_name": "eastward_sea_water_velocity",
+        "long_name": "surface eastward current",
+    },
+    "vo": {
+        "name": "v",
+        "standard_name": "northward_sea_water_velocity",
+        "long_name": "surface northward current",
+    },
+    "sea_ice_concentration": {"standard_name": "sea_ice_area_fraction", "units": "1"},
+    "sea_ice_thickness": {"name": "hice", "units": "m"},
+}
+
+
+def test_arctic20_node_values_speed_and_direction(shared_data) -> None:
+    path = shared_file(shared_data, ARCTIC20)
+    j, i = 40, 20  # an ice-covered ocean node
+    with netCDF4.Dataset(path) as nc:
+        xk, yk = float(nc["X"][i]) * 1000.0, float(nc["Y"][j]) * 1000.0  # the file's X/Y are in km
+        hice = np.asarray(nc["hice"][:, j, i], float)
+        aice = np.asarray(nc["aice"][:, j, i], float)
+        u = np.asarray(nc["u"][:, 0, j, i], float)
+        v = np.asarray(nc["v"][:, 0, j, i], float)
+    lon, _ = Transformer.from_crs(ARCTIC20_PROJ, "EPSG:4326", always_xy=True).transform(xk, yk)
+    x3413, y3413 = Transformer.from_crs(ARCTIC20_PROJ, "EPSG:3413", always_xy=True).transform(xk, yk)
+    time = {"start": "2016-02-01T12:00", "end": "2016-02-05T12:00", "freq": "12h"}
+    grid = _centred_grid("EPSG:3413", x3413, y3413, 5000.0, time=time)
+    ds = load(_source(path, ARCTIC_VARS, level="surface", rotate=["u", "v"]), grid)
+    cube = make_cube(dict(ds.data_vars), grid.geobox, sources=ds.attrs["geotwin_source_files"])  # verifies
+    at = cube.isel(y=3, x=3).compute()
+    daily = at.isel(time=slice(0, None, 2))  # 12:00 each day = the source times
+    np.testing.assert_allclose(daily["sea_ice_thickness"], hice, atol=2e-4)
+    np.testing.assert_allclose(daily["sea_ice_concentration"], aice, atol=2e-4)
+    # 00:00 lies halfway between two daily fields: linear interpolation in time
+    np.testing.assert_allclose(at["sea_ice_thickness"].values[1::2], 0.5 * (hice[:-1] + hice[1:]), atol=2e-4)
+    # rotation keeps the speed and turns grid-x/y into east/north by the meridian convergence -(lon - 58)
+    np.testing.assert_allclose(np.hypot(daily["uo"], daily["vo"]), np.hypot(u, v), atol=2e-4)
+    a = -np.radians(lon - 58.0)
+    np.testing.assert_allclose(daily["uo"], u * np.cos(a) - v * np.sin(a), atol=2e-4)
+    np.testing.assert_allclose(daily["vo"], u * np.sin(a) + v * np.cos(a), atol=2e-4)
+    assert cube["uo"].attrs["standard_name"] == "eastward_sea_water_velocity"
+    assert cube["sea_ice_concentration"].attrs["units"] == "1"
+    assert cube["sea_ice_concentration"].attrs["standard_name"] == "sea_ice_area_fraction"
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    assert ds.attrs["geotwin_source_files"] == [{"path": str(path), "sha256": digest}]
+
+
+def test_arctic20_crs_picked_by_the_files_own_lonlat(shared_data, tmp_path) -> None:
+    """proj4_string (+lon_0=58) is right; a copy whose proj4_string says -58 falls back to the CF params."""
+    path = shared_file(shared_data, ARCTIC20)
+    ds = open_gridded(path, ["hice"])
+    crs = CRS.from_wkt(ds["spatial_ref"].attrs["crs_wkt"])
+    assert "proj4_string" in ds.attrs["geotwin_crs"]
+    assert crs.to_dict()["lon_0"] == 58
+    assert ds["x"].values[0] == pytest.approx(-1971000.0)  # km -> m
+    wrong = tmp_path / "arctic_wrong.nc"
+    shutil.copy(path, wrong)
+    with netCDF4.Dataset(wrong, "a") as nc:
+        nc["polar_stereographic"].proj4_string = ARCTIC20_PROJ.replace("lon_0=58", "lon_0=-58")
+    ds2 = open_gridded(wrong, ["hice"])
+    assert "CF parameters" in ds2.attrs["geotwin_crs"]
+    assert CRS.from_wkt(ds2["spatial_ref"].attrs["crs_wkt"]).to_dict()["lon_0"] == 58
+    with netCDF4.Dataset(wrong, "a") as nc:
+        nc["polar_stereographic"].straight_vertical_longitude_from_pole = -58.0
+    with pytest.raises(SourceError, match="no stated CRS agrees"):
+        open_gridded(wrong, ["hice"])
+
+
+def test_polar_stereographic_angle_is_meridian_convergence() -> None:
+    x, y = np.meshgrid(np.linspace(-2e6, 2e6, 7), np.linspace(-2e6, 2e6, 7))
+    lon, _ = Transformer.from_crs(ARCTIC20_PROJ, "EPSG:4326", always_xy=True).transform(x, y)
+    expected = -np.radians(lon - 58.0)
+    got = rotation_angle(ARCTIC20_PROJ, x, y)
+    np.testing.assert_allclose(np.angle(np.exp(1j * (got - expected))), 0.0, atol=1e-5)
+
+
+# -------------------------------------------------------------------------------- AROME winds
+def test_arome_wind_rotation(shared_data) -> None:
+    path = shared_file(shared_data, "ocean_ice/AROME_MetCoOp_00_DEF_20160114_subset.nc")
+    names = ["x_wind_10m", "y_wind_10m"]
+    grid_rel = open_gridded(path, names).isel(time=0).compute()
+    rotated = open_gridded(path, names, rotate=names).isel(time=0).compute()
+    speed0 = np.hypot(grid_rel["x_wind_10m"], grid_rel["y_wind_10m"])
+    speed1 = np.hypot(rotated["x_wind_10m"], rotated["y_wind_10m"])
+    np.testing.assert_allclose(speed1, speed0, rtol=1e-5)
+    # Lambert conformal (tangent cone at 63N, lon_0 15E): angle = -sin(63) * (lon - 15)
+    with netCDF4.Dataset(path) as nc:
+        flon, flat = np.asarray(nc["longitude"][:], float), np.asarray(nc["latitude"][:], float)
+    xx, yy = np.meshgrid(rotated["x"].values, rotated["y"].values)
+    angle = rotation_angle(CRS.from_wkt(rotated["spatial_ref"].attrs["crs_wkt"]), xx, yy)
+    np.testing.assert_allclose(angle, -np.sin(np.radians(63.0)) * np.radians(flon - 15.0), atol=1e-5)
+    # independent: the angle of the grid's x axis from the file's own lon/lat arrays
+    np.testing.assert_allclose(angle_from_lonlat(flon, flat), angle, atol=2e-3)
+    # a known direction: grid components of a pure 10 m/s westerly come out as (10, 0) east/north
+    from pipelines.sources.gridded import rotate_to_east_north
+
+    east, north = rotate_to_east_north(10.0 * np.cos(angle), -10.0 * np.sin(angle), angle)
+    np.testing.assert_allclose(east, 10.0, atol=1e-9)
+    np.testing.assert_allclose(north, 0.0, atol=1e-9)
+    assert rotated["x_wind_10m"].attrs["standard_name"] == "eastward_wind"
+    assert rotated["y_wind_10m"].attrs["standard_name"] == "northward_wind"
+
+
+# ------------------------------------------------------------------------- ROMS C-grid (Nordic)
+def test_roms_destagger_rotate_and_regrid(shared_data) -> None:
+    path = shared_file(shared_data, "ocean_ice/Nordic_subset.nc")
+    with netCDF4.Dataset(path) as nc:
+        u = np.asarray(nc["u"][0, -1], float)
+        v = np.asarray(nc["v"][0, -1], float)
+        mu, mv, mr = (np.asarray(nc[m][:], float) for m in ("mask_u", "mask_v", "mask_rho"))
+        angle = np.asarray(nc["angle"][:], float)
+        lon, lat = np.asarray(nc["lon_rho"][:], float), np.asarray(nc["lat_rho"][:], float)
+        aice = np.asarray(nc["aice"][0], float)
+    u, v = np.where(mu > 0.5, u, 0.0), np.where(mv > 0.5, v, 0.0)
+    j, i = 12, 20
+    assert mr[j, i] == 1 and mr[j, i - 1] == 1 and mr[j - 1, i] == 1
+    u_rho, v_rho = 0.5 * (u[j, i - 1] + u[j, i]), 0.5 * (v[j - 1, i] + v[j, i])
+    ds = open_gridded(path, ["u", "v"], level="surface").isel(time=0).compute()
+    assert float(ds["u"][j, i]) == pytest.approx(u_rho, abs=1e-6)
+    assert float(ds["v"][j, i]) == pytest.approx(v_rho, abs=1e-6)
+    assert np.isnan(ds["u"].values[:, 0]).all()  # no u point west of the first rho column
+    assert np.isnan(ds["u"].values[mr < 0.5]).all()  # land
+    rot = open_gridded(path, ["u", "v"], level="surface", rotate=["u", "v"]).isel(time=0).compute()
+    np.testing.assert_allclose(np.hypot(rot["u"], rot["v"]), np.hypot(ds["u"], ds["v"]), rtol=1e-6)
+    a = angle[j, i]
+    assert float(rot["u"][j, i]) == pytest.approx(u_rho * np.cos(a) - v_rho * np.sin(a), abs=1e-6)
+    # the ROMS 'angle' agrees with the angle of the xi axis derived from lon_rho/lat_rho
+    np.testing.assert_allclose(angle_from_lonlat(lon, lat)[1:-1, 1:-1], angle[1:-1, 1:-1], atol=0.02)
+    # regrid onto UTM 33N: a cell centred on rho point (j, i) gets the source value there
+    xr_, yr_ = Transformer.from_crs("EPSG:4326", "EPSG:32633", always_xy=True).transform(lon[j, i], lat[j, i])
+    grid = _centred_grid("EPSG:32633", xr_, yr_, 1000.0)
+    out = load(_source(path, {"sea_ice_concentration": {"name": "aice", "units": "1"}}), grid)
+    assert float(out["sea_ice_concentration"].isel(time=0, y=3, x=3)) == pytest.approx(aice[j, i], abs=1e-6)
+    assert out.attrs["geotwin_crs"].startswith("2-D lon_rho/lat_rho")
+
+
+# ------------------------------------------------- longitude conventions and latitude order
+def _write_normalised(src: xr.Dataset, lon: str, lat: str, path: Path) -> None:
+    """Write a copy with longitudes in -180..180 ascending and latitude ascending (plain numpy)."""
+    lon_v = src[lon].values
+    order = np.argsort((lon_v + 180.0) % 360.0 - 180.0)
+    out = src.isel({lon: order}).assign_coords({lon: (((lon_v + 180.0) % 360.0) - 180.0)[order]})
+    if out[lat].values[0] > out[lat].values[-1]:
+        out = out.isel({lat: slice(None, None, -1)})
+    keep = ("dtype", "_FillValue", "missing_value", "scale_factor", "add_offset", "units", "calendar")
+    for name in out.variables:
+        out[name].attrs = dict(src[name].attrs)
+        out[name].encoding = {k: v for k, v in src[name].encoding.items() if k in keep}
+    out.to_netcdf(path)
+
+
+def test_0_360_longitudes_give_the_same_cube_as_a_normalised_copy(shared_data, tmp_path) -> None:
+    path = shared_file(shared_data, "climate/basin_mask.nc")
+    with xr.open_dataset(path) as src:
+        _write_normalised(src.load(), "X", "Y", tmp_path / "basin_norm.nc")
+    var = {"basin": {"name": "basin", "long_name": "basin code"}}
+    grid = _grid("EPSG:4326", [-30.0, -20.0, 30.0, 20.0], 1.0)  # straddles 0E, the 0..360 seam
+    a = load(_source(path, var, level="surface"), grid)["basin"].values
+    b = load(_source(tmp_path / "basin_norm.nc", var, level="surface"), grid)["basin"].values
+    np.testing.assert_array_equal(a, b)
+    with netCDF4.Dataset(path) as nc:  # lat -0.5 (row 89), lon 359.5 = -0.5 (col 359), Z=0
+        ref = float(nc["basin"][0, 89, 359])
+    assert a[20, 29] == ref  # cell centred on (-0.5E, -0.5N)
+    finite = a[np.isfinite(a)]
+    assert finite.size > 0.3 * a.size  # ocean west of Africa; land (missing_value) is NaN
+    np.testing.assert_array_equal(finite, np.round(finite))  # integer codes: nearest, never blended
+
+
+def test_descending_latitude_and_packed_int16(shared_data, tmp_path) -> None:
+    path = shared_file(shared_data, "climate/eraint_uvz.nc")
+    with xr.open_dataset(path) as src:
+        src = src.load()
+        _write_normalised(src, "longitude", "latitude", tmp_path / "asc.nc")
+        shifted = src.assign_coords(longitude=src["longitude"].values % 360.0).sortby("longitude")
+        for name in shifted.variables:
+            shifted[name].encoding = {}
+        shifted.to_netcdf(tmp_path / "lon360.nc")
+    var = {"u850": {"name": "u", "long_name": "u"}}
+    grid = _grid("EPSG:4326", [-12.375, 44.625, 12.375, 75.375], 0.75)  # cells centred on source nodes
+    cubes = [
+        load(_source(p, var, level=850), grid)["u850"].values
+        for p in (path, tmp_path / "asc.nc", tmp_path / "lon360.nc")
+    ]
+    np.testing.assert_allclose(cubes[1], cubes[0], atol=1e-6)
+    np.testing.assert_allclose(cubes[2], cubes[0], atol=1e-6)
+    with netCDF4.Dataset(path) as nc:
+        raw = nc["u"]
+        raw.set_auto_maskandscale(False)
+        lat, lon = nc["latitude"][:], nc["longitude"][:]
+        jj, ii = int(np.argmin(abs(lat - 60.0))), int(np.argmin(abs(lon - 10.5)))
+        packed = int(raw[0, 2, jj, ii])
+        ref = packed * raw.scale_factor + raw.add_offset  # manual CF unpacking of the int16
+    coords = load(_source(path, var, level=850), grid)
+    y, x = int(np.argmin(abs(coords["y"].values - 60.0))), int(np.argmin(abs(coords["x"].values - 10.5)))
+    assert coords["y"].values[y] == 60.0 and coords["x"].values[x] == 10.5
+    assert cubes[0][0, y, x] == pytest.approx(ref, abs=1e-4)
+
+
+def test_era5_fill_value_becomes_nan(shared_data, tmp_path) -> None:
+    path = shared_file(shared_data, "climate/ERA5_2020-01-01_u10.nc")
+    copy = tmp_path / "u10.nc"
+    shutil.copy(path, copy)
+    with netCDF4.Dataset(copy, "a") as nc:
+        var = nc["u10"]
+        var.set_auto_maskandscale(False)
+        var[0, 0, 0] = var._FillValue
+        raw = int(var[0, 5, 5])
+        ref = raw * var.scale_factor + var.add_offset
+        lat5, lon5 = float(nc["latitude"][5]), float(nc["longitude"][5])
+    ds = open_gridded(copy, ["u10"])
+    top = ds["u10"].sel(y=float(nc_lat0(copy)), x=0.0).isel(time=0)
+    assert np.isnan(float(top))
+    assert float(ds["u10"].sel(y=lat5, x=lon5).isel(time=0)) == pytest.approx(ref, abs=1e-6)
+    assert ds["time"].values[0] == np.datetime64("2020-01-01T00:00")
+
+
+def nc_lat0(path: Path) -> float:
+    with netCDF4.Dataset(path) as nc:
+        return float(nc["latitude"][0])
+
+
+# ------------------------------------------------------------------------------- CF time
+def _write_cf(
+    path: Path, times: np.ndarray, units: str, calendar: str, data: np.ndarray | None = None
+) -> None:
+    lat, lon = np.arange(60.0, 64.0), np.arange(0.0, 5.0)
+    data = np.ones((len(times), 4, 5), "float32") if data is None else data
+    ds = xr.Dataset(
+        {"tas": (("time", "lat", "lon"), data, {"units": "K", "standard_name": "air_temperature"})},
+        coords={
+            "time": ("time", times, {"units": units, "calendar": calendar}),
+            "lat": ("lat", lat, {"units": "degrees_north"}),
+            "lon": ("lon", lon, {"units": "degrees_east"}),
+        },
+    )
+    ds.to_netcdf(path)
+
+
+def test_cf_calendars_and_time_zone(tmp_path) -> None:
+    _write_cf(tmp_path / "noleap.nc", np.array([58.0, 59.0]), "days since 2001-01-01", "noleap")
+    t = open_gridded(tmp_path / "noleap.nc")["time"].values
+    assert list(t) == [np.datetime64("2001-02-28", "ns"), np.datetime64("2001-03-01", "ns")]
+    _write_cf(tmp_path / "tz.nc", np.array([0.0, 1.0]), "hours since 2000-01-01 00:00:00 +02:00", "standard")
+    t = open_gridded(tmp_path / "tz.nc")["time"].values
+    assert t[0] == np.datetime64("1999-12-31T22:00", "ns")
+    _write_cf(tmp_path / "d360.nc", np.array([29.0, 59.0]), "days since 2001-01-01", "360_day")
+    with pytest.raises(SourceError, match="360_day"):
+        open_gridded(tmp_path / "d360.nc")
+    t = open_gridded(tmp_path / "d360.nc", convert_calendar=True)["time"].values
+    assert t.dtype == np.dtype("datetime64[ns]") and np.all(np.diff(t) > np.timedelta64(0))
+
+
+# ----------------------------------------------------------------- PROJ string only (MODIS)
+def test_modis_crs_only_as_proj_string(shared_data) -> None:
+    path = shared_file(shared_data, "satellite/rioxarray_MODIS_ARRAY.nc")
+    ds = open_gridded(path)
+    crs = CRS.from_wkt(ds["spatial_ref"].attrs["crs_wkt"])
+    assert crs.to_dict()["proj"] == "sinu"
+    with netCDF4.Dataset(path) as nc:
+        var = nc["__xarray_dataarray_variable__"]
+        x, y = float(nc["x"][50]), float(nc["y"][80])
+        ref = float(var[80, 50])
+    res = 231.65635826
+    grid = _centred_grid(crs.to_wkt(), x, y, res)
+    spec = {"reflectance": {"name": "__xarray_dataarray_variable__", "units": "1", "resampling": "nearest"}}
+    out = load(_source(path, spec), grid)
+    assert float(out["reflectance"].isel(y=3, x=3)) == ref
+
+
+# ------------------------------------------------------------- Zarr, units, standard names
+def test_zarr_input_units_conversion_and_standard_name(tmp_path) -> None:
+    lat, lon = np.linspace(70.0, 72.0, 9), np.linspace(20.0, 24.0, 17)
+    lon2, lat2 = np.meshgrid(lon, lat)
+    pct = (10.0 * lon2 + lat2).astype("float32")[None]  # percent
+    ds = xr.Dataset(
+        {"sic": (("time", "lat", "lon"), pct, {"units": "%", "standard_name": "sea_ice_area_fraction"})},
+        coords={
+            "time": ("time", [0.0], {"units": "days since 2020-01-01"}),
+            "lat": ("lat", lat, {"units": "degrees_north"}),
+            "lon": ("lon", lon, {"units": "degrees_east"}),
+        },
+    )
+    store = tmp_path / "sic.zarr"
+    ds.to_zarr(store, mode="w", consolidated=True)
+    grid = _grid("EPSG:4326", [20.5, 70.5, 23.5, 71.5], 0.25)
+    out = load(
+        _source(store, {"sea_ice_concentration": {"standard_name": "sea_ice_area_fraction", "units": "1"}}),
+        grid,
+    )
+    sic = out["sea_ice_concentration"].isel(time=0)
+    xx, yy = np.meshgrid(out["x"].values, out["y"].values)
+    np.testing.assert_allclose(sic.values, (10.0 * xx + yy) / 100.0, atol=1e-5)  # linear field, /100
+    assert sic.attrs["units"] == "1" and sic.attrs["standard_name"] == "sea_ice_area_fraction"
+    assert len(out.attrs["geotwin_source_files"][0]["sha256"]) == 64
+
+
+def test_irregular_axes_regridded_as_curvilinear(shared_data) -> None:
+    """EDGAR's point-subsampled 0..360 grid has irregular spacing: it goes through the mesh regridder."""
+    path = shared_file(
+        shared_data, "emissions/openghg_v6.0_CO2_excl_short-cycle_org_C_2015_TOTALS.5.3x5.1.nc"
+    )
+    ds = open_gridded(path)
+    assert ds.attrs["geotwin_grid"] == "curvilinear"
+    with netCDF4.Dataset(path) as nc:
+        lat, lon = np.asarray(nc["lat"][:], float), np.asarray(nc["lon"][:], float)
+        jj, ii = 25, 3
+        ref = float(nc["emi_co2"][jj, ii])
+    grid = _centred_grid("EPSG:4326", lon[ii], lat[jj], 0.5)
+    out = load(_source(path, {"co2": {"name": "emi_co2"}}), grid)
+    assert float(out["co2"].isel(y=3, x=3)) == pytest.approx(ref, rel=1e-5)
+
+
+# ---------------------------------------------------------------------------- GRIB
+def test_grib_needs_cfgrib(shared_data) -> None:
+    path = shared_file(shared_data, "climate/era5-2mt-2019-03-uk.grib")
+    try:
+        import cfgrib  # noqa: F401
+    except ImportError:
+        with pytest.raises(SourceError, match="cfgrib"):
+            open_gridded(path)
+        return
+    pytest.skip("cfgrib is installed; its eccodeslib wheel breaks pyproj in-process, GRIB is not supported")
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_bad_input_errors(shared_data, tmp_path) -> None:
+    arctic = shared_file(shared_data, ARCTIC20)
+    era5 = shared_file(shared_data, "climate/ERA5_2020-01-01_u10.nc")
+    grid = _grid("EPSG:3413", [1.2e6, -1.4e6, 1.8e6, -0.2e6], 50000.0)
+    hice = {"hice": {"name": "hice"}}
+    with pytest.raises(SourceError, match="file not found"):
+        load(_source(tmp_path / "absent.nc", hice), grid)
+    truncated = tmp_path / "truncated.nc"
+    truncated.write_bytes(Path(era5).read_bytes()[:40000])
+    with pytest.raises(SourceError, match="truncated"):
+        open_gridded(truncated)
+    with pytest.raises(SourceError, match=r"'ice_thickness' not found; available variables: \[.*'hice'"):
+        load(_source(arctic, {"h": {"name": "ice_thickness"}}), grid)
+    with pytest.raises(SourceError, match="no variable has standard_name 'sea_ice_speed'"):
+        load(_source(arctic, {"s": {"standard_name": "sea_ice_speed"}}), grid)
+    with pytest.raises(SourceError, match="'aice': has no units"):
+        load(_source(arctic, {"sic": {"name": "aice"}}), grid)
+    with pytest.raises(SourceError, match="vertical dim 'depth'"):
+        load(_source(arctic, {"uo": {"name": "u"}}), grid)
+    with pytest.raises(SourceError, match="unknown option"):
+        load(_source(arctic, hice, levle="surface"), grid)
+    far = _grid("EPSG:32633", [400000.0, 100000.0, 600000.0, 300000.0], 10000.0)  # near the equator
+    with pytest.raises(SourceError, match="does not overlap"):
+        load(_source(arctic, hice), far)
+    late = _grid(
+        "EPSG:3413",
+        [1.2e6, -1.4e6, 1.8e6, -0.2e6],
+        50000.0,
+        time={"start": "2016-02-04", "end": "2016-02-08"},
+    )
+    with pytest.raises(SourceError, match="does not cover the region's time axis"):
+        load(_source(arctic, hice), late)
+    _write_cf(
+        tmp_path / "nan.nc",
+        np.array([0.0]),
+        "days since 2000-01-01",
+        "standard",
+        np.full((1, 4, 5), np.nan, "float32"),
+    )
+    small = _grid("EPSG:4326", [0.0, 60.0, 4.0, 63.0], 1.0)
+    with pytest.raises(SourceError, match="no finite value"):
+        load(_source(tmp_path / "nan.nc", {"tas": {"name": "tas"}}), small)
+    with pytest.raises(SourceError, match="converts only"):
+        load(_source(arctic, {"h": {"name": "hice", "units": "kg"}}), grid)
