@@ -54,3 +54,6 @@ def __getattr__(attr: str) -> Any:
 
         return build_region
     raise AttributeError(f"module 'pipelines' has no attribute {attr!r}")
+
+
+from . import accessor as _accessor  # noqa: E402,F401  (registers ds.geotwin / da.geotwin)

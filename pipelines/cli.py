@@ -81,11 +81,16 @@ def build(
     store: StoreOpt = Path("geotwin_store"),
     name: Annotated[str | None, typer.Option(help="Cube name (default: the region name).")] = None,
     catalog: Annotated[bool, typer.Option(help="Update the store's STAC catalog afterwards.")] = True,
+    cluster: Annotated[
+        Path | None,
+        typer.Option(help="Dask cluster YAML (cluster/*.yaml); default: threads in this process."),
+    ] = None,
 ) -> None:
     """Build (or resume) the cube of a region config into the store."""
     from .build import build_region
 
-    cube = build_region(config, store, name=name, progress=dask_progress)
+    with _cluster(cluster):
+        cube = build_region(config, store, name=name, progress=dask_progress)
     typer.echo(f"built cube {cube!r} in {store}")
     if catalog:
         _write_catalog(store)
@@ -137,6 +142,17 @@ def verify(
         raise typer.Exit(1)
 
 
+def _cluster(path: Path | None) -> Any:
+    """A dask client from a cluster YAML for the duration of a command, or nothing."""
+    if path is None:
+        import contextlib
+
+        return contextlib.nullcontext()
+    from .cluster import cluster_client
+
+    return cluster_client(path)
+
+
 def _write_catalog(store: Path, out: Path | None = None) -> Path | None:
     try:
         from .catalog import write_catalog
@@ -151,7 +167,7 @@ def _write_catalog(store: Path, out: Path | None = None) -> Path | None:
 @friendly
 def catalog(
     store: Annotated[Path, typer.Argument(help="Cube store directory.")],
-    out: Annotated[Path | None, typer.Option(help="Catalog directory (default: beside the store).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Catalog directory (default: STORE/stac).")] = None,
 ) -> None:
     """Write or update the STAC catalog (datacube extension) of every cube in the store."""
     if _write_catalog(store, out) is None:
