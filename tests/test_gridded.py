@@ -347,6 +347,33 @@ def test_zarr_input_units_conversion_and_standard_name(tmp_path) -> None:
     assert len(out.attrs["geotwin_source_files"][0]["sha256"]) == 64
 
 
+def test_global_grid_across_the_antimeridian_and_the_pole(shared_data) -> None:
+    path = shared_file(shared_data, "climate/eraint_uvz.nc")
+    var = {"u850": {"name": "u"}}
+    with netCDF4.Dataset(path) as nc:
+        j = int(np.argmin(abs(nc["latitude"][:] - 60.0)))
+        west, east = float(nc["u"][0, 2, j, -1]), float(nc["u"][0, 2, j, 0])  # 179.25E and 180W
+    seam = _grid("EPSG:4326", [179.25, 59.625, 180.0, 60.375], 0.75)  # one cell centred on 179.625E
+    value = float(load(_source(path, var, level=850), seam)["u850"][0, 0, 0])
+    assert value == pytest.approx(0.5 * (west + east), abs=1e-4)
+    polar = _grid("EPSG:3413", [-2e6, -2e6, 2e6, 2e6], 100000.0)
+    assert np.isfinite(load(_source(path, var, level=850), polar)["u850"].values).all()
+
+
+def test_georef_latlon_uses_the_files_own_coordinates(shared_data) -> None:
+    """georef: latlon regrids Arctic20 from its 2-D lon/lat arrays; a cell on node (j, i) gets its value."""
+    path = shared_file(shared_data, ARCTIC20)
+    j, i = 30, 45
+    with netCDF4.Dataset(path) as nc:
+        lon, lat = float(nc["longitude"][j, i]), float(nc["latitude"][j, i])
+        ref = float(nc["hice"][2, j, i])
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:3413", always_xy=True).transform(lon, lat)
+    grid = _centred_grid("EPSG:3413", x, y, 2000.0)
+    out = load(_source(path, {"h": {"name": "hice", "units": "m"}}, georef="latlon"), grid)
+    assert float(out["h"].isel(time=2, y=3, x=3)) == pytest.approx(ref, abs=1e-5)
+    assert "longitude/latitude" in out.attrs["geotwin_crs"]
+
+
 def test_irregular_axes_regridded_as_curvilinear(shared_data) -> None:
     """EDGAR's point-subsampled 0..360 grid has irregular spacing: it goes through the mesh regridder."""
     path = shared_file(
@@ -364,15 +391,29 @@ def test_irregular_axes_regridded_as_curvilinear(shared_data) -> None:
 
 
 # ---------------------------------------------------------------------------- GRIB
-def test_grib_needs_cfgrib(shared_data) -> None:
+def test_grib_via_gdal(shared_data) -> None:
+    import rasterio
+
     path = shared_file(shared_data, "climate/era5-2mt-2019-03-uk.grib")
-    try:
-        import cfgrib  # noqa: F401
-    except ImportError:
-        with pytest.raises(SourceError, match="cfgrib"):
-            open_gridded(path)
-        return
-    pytest.skip("cfgrib is installed; its eccodeslib wheel breaks pyproj in-process, GRIB is not supported")
+    ds = open_gridded(path)
+    t2m = ds["2t"]
+    assert t2m.attrs["units"] == "K" and t2m.attrs["standard_name"] == "air_temperature"
+    assert t2m.sizes["time"] == 744 and ds["y"].values[0] < ds["y"].values[-1]  # latitude made ascending
+    # ecCodes (cfgrib) decodes the first message at 58N 10W as 282.4248046875 K
+    assert float(t2m.isel(time=0).sel(y=58.0, x=-10.0)) == pytest.approx(282.4248046875, abs=1e-6)
+    # the message valid at 2019-03-15T12:00, read band by band with rasterio, at 52N 1W
+    when = np.datetime64("2019-03-15T12:00")
+    with rasterio.Env(GRIB_NORMALIZE_UNITS="NO"), rasterio.open(path) as src:
+        band = next(b for b in range(1, src.count + 1) if int(src.tags(b)["GRIB_VALID_TIME"]) == 1552651200)
+        row, col = src.index(-1.0, 52.0)
+        ref = float(src.read(band)[row, col])
+    assert float(t2m.sel(time=when, y=52.0, x=-1.0)) == pytest.approx(ref, abs=1e-5)
+    # aligned onto a UK grid with a 30-minute axis: halfway values are the mean of two hours
+    time = {"start": "2019-03-15T12:00", "end": "2019-03-15T13:00", "freq": "30min"}
+    grid = _centred_grid("EPSG:4326", -1.0, 52.0, 0.25, time=time)
+    out = load(_source(path, {"t2m": {"standard_name": "air_temperature"}}), grid)["t2m"][:, 3, 3].values
+    hourly = t2m.sel(y=52.0, x=-1.0).sel(time=[when, when + np.timedelta64(1, "h")]).values
+    np.testing.assert_allclose(out, [hourly[0], hourly.mean(), hourly[1]], atol=1e-4)
 
 
 # ------------------------------------------------------------------------------ bad input

@@ -1,4 +1,4 @@
-"""Climate/ocean gridded reader: NetCDF, Zarr (and GRIB when cfgrib works) onto the region grid.
+"""Climate/ocean gridded reader: NetCDF, Zarr and GRIB onto the region grid.
 
 Two public functions:
 
@@ -34,7 +34,8 @@ Options (``source.options``):
 ``convert_calendar``
     ``true`` maps a ``360_day`` calendar onto the standard one (xarray ``convert_calendar``).
 ``engine``
-    xarray engine (``netcdf4``, ``h5netcdf``, ``zarr``, ``cfgrib``); guessed from the path by default.
+    xarray engine (``netcdf4``, ``h5netcdf``, ``zarr``, ``cfgrib``) or ``gdal-grib``; guessed from the
+    path by default (``.zarr``/directories: zarr; ``.grib``/``.grb``/``.grib2``: GDAL, see :mod:`.grib`).
 """
 
 from __future__ import annotations
@@ -83,7 +84,11 @@ def _open_raw(path: str | Path, engine: str | None = None) -> xr.Dataset:
         if text.rstrip("/").endswith(".zarr") or (local and Path(text).is_dir()):
             engine = "zarr"
         elif text.endswith((".grib", ".grb", ".grib2", ".grb2")):
-            engine = "cfgrib"
+            engine = "gdal-grib"
+    if engine == "gdal-grib":
+        from .grib import open_grib
+
+        return open_grib(text)
     if engine == "cfgrib":
         _check_cfgrib(text)
     coder = xr.coders.CFDatetimeCoder(use_cftime=None)
@@ -104,9 +109,8 @@ def _check_cfgrib(path: str) -> None:
         import cfgrib  # noqa: F401
     except ImportError:
         raise SourceError(
-            f"{path}: GRIB needs the optional 'cfgrib' package (with ecCodes); it is not installed. "
-            "Note: the eccodeslib wheel bundles a PROJ that breaks pyproj in the same process; convert "
-            "GRIB to NetCDF (e.g. 'grib_to_netcdf' or 'cdo -f nc copy') instead."
+            f"{path}: engine 'cfgrib' needs the optional 'cfgrib' package, which is not installed; "
+            "leave 'engine' unset to read GRIB with GDAL (the default)"
         ) from None
 
 
@@ -479,18 +483,6 @@ def _footprint_overlaps(ds: xr.Dataset, grid: RegionGrid, mesh: Any = None) -> b
     return bool(np.any((qx >= gx0) & (qx <= gx1) & (qy >= gy0) & (qy <= gy1)))
 
 
-def _pad_cyclic(var: xr.DataArray) -> xr.DataArray:
-    """Add one wrapped column on each side of a global geographic grid so bilinear works across 180°."""
-    x = var["x"].values
-    if x.size < 3:
-        return var
-    dx = float(x[1] - x[0])
-    if abs((x[-1] - x[0] + dx) - 360.0) > 1e-6 * 360:
-        return var
-    padded = var.pad(x=1, mode="wrap")
-    return padded.assign_coords(x=np.concatenate([[x[0] - dx], x, [x[-1] + dx]]))
-
-
 def _categorical(raw_var: xr.DataArray, spec: VariableSpec) -> bool:
     enc = raw_var.encoding
     return (
@@ -518,8 +510,6 @@ def _spatial_align(
     gb = grid.geobox
     chunks = (grid.chunks.get("y", 512), grid.chunks.get("x", 512))
     if ds.attrs["geotwin_grid"] == "regular":
-        if src_is_geographic(ds):
-            var = _pad_cyclic(var)
         var = var.transpose(*[d for d in var.dims if d not in ("y", "x")], "y", "x")
         try:
             return reproject_to_grid(var, grid, resampling=resampling, categorical=categorical, what=where)
