@@ -1,19 +1,54 @@
 """Align a source onto the region grid, lazily (dask).
 
-Regular grids with a CRS are reprojected with odc-geo's ``xr_reproject`` (rasterio/GDAL warp per dask
-chunk). The resampling default follows the resolution ratio: ``average`` (area-weighted) when the
+Regular georeferenced rasters are warped with GDAL (``rasterio.warp.reproject``) **per output chunk**
+under dask: for each chunk of the region grid, the window of the source it needs is found by
+transforming a lattice of the chunk's pixel edges into the source CRS, then only that window is read
+and warped. This is what odc-geo's ``xr_reproject`` does for dask inputs, with three differences that
+real grids need:
+
+- a chunk that contains a pole of a geographic source reads all longitudes up to the pole (odc-geo's
+  dask path returns all-NaN for an EPSG:3413 grid from an EPSG:4326 source);
+- geographic sources are wrapped at their own longitude range (GDAL ``CENTER_LONG``), so a source
+  spanning 170E..190E (= -170E) lands on a grid crossing the antimeridian;
+- interpolating kernels use a fixed kernel scale (GDAL ``XSCALE``/``YSCALE`` = 1) so results do not
+  depend on how the grid is chunked.
+
+The resampling default follows the resolution ratio: ``average`` (area-weighted, conservative) when the
 source is finer than the grid, ``bilinear`` when it is coarser, ``nearest`` for categorical data.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import itertools
+import os
+import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
+from .grid import GridError, check_same_body
+
 if TYPE_CHECKING:  # pragma: no cover
+    from odc.geo.geobox import GeoBox
+
     from .grid import RegionGrid
+
+#: kernel half-widths (source pixels) used to pad a chunk's source window
+_KERNEL_PAD = {"nearest": 1, "bilinear": 2, "cubic": 3, "cubic_spline": 3, "lanczos": 4}
+_INTERPOLATING = {"bilinear", "cubic", "cubic_spline", "lanczos"}
+RESAMPLINGS = (
+    "nearest",
+    "bilinear",
+    "cubic",
+    "cubic_spline",
+    "lanczos",
+    "average",
+    "mode",
+    "min",
+    "max",
+    "sum",
+)
 
 
 def auto_resampling(src_resolution: float, dst_resolution: float, categorical: bool = False) -> str:
@@ -23,24 +58,425 @@ def auto_resampling(src_resolution: float, dst_resolution: float, categorical: b
     return "average" if abs(src_resolution) < abs(dst_resolution) else "bilinear"
 
 
-def reproject_to_grid(
-    data: xr.DataArray, grid: RegionGrid, *, resampling: str = "bilinear", categorical: bool = False
-) -> xr.DataArray:
-    """Reproject a georeferenced (odc-geo readable CRS) DataArray onto ``grid.geobox``.
+def crs_label(crs: Any) -> str:
+    """Short name of a CRS for messages: ``EPSG:xxxx`` when it has a code, else its name."""
+    from pyproj import CRS
 
-    ``data`` must have ``y``/``x`` (or ``latitude``/``longitude``) dims and a CRS that odc-geo can read
-    (``spatial_ref`` coordinate or ``.odc.crs``). Floating output uses NaN for no-data.
+    c = CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+    code = c.to_epsg(min_confidence=90)
+    return f"EPSG:{code}" if code else (c.name or "custom CRS")
+
+
+def source_geobox(data: xr.DataArray, what: str = "source") -> GeoBox:
+    """The odc-geo GeoBox of a georeferenced DataArray (CRS from ``spatial_ref``/rioxarray)."""
+    import odc.geo.xr  # noqa: F401  (registers the .odc accessor)
+
+    try:
+        gbox = data.odc.geobox
+    except Exception as err:  # odc-geo raises several types for unreadable grids
+        raise GridError(f"{what}: cannot read its grid/CRS ({err})") from None
+    if gbox is None or gbox.crs is None:
+        raise GridError(f"{what}: has no CRS (expected a 'spatial_ref' coordinate or a CRS in the file)")
+    return gbox
+
+
+def source_resolution_on_grid(src: GeoBox, dst: GeoBox) -> float:
+    """Source pixel size expressed in grid CRS units (square root of the projected pixel area).
+
+    Measured at the centre of the grid with a local Jacobian, so it works across CRSs (degrees→metres).
     """
-    from odc.geo.xr import xr_reproject
+    from pyproj import Transformer
+
+    tr = Transformer.from_crs(dst.crs.to_wkt(), src.crs.to_wkt(), always_xy=True)
+    cx, cy = dst.affine * (dst.width / 2, dst.height / 2)
+    rx, ry = dst.resolution.x, dst.resolution.y
+    xs, ys = tr.transform([cx, cx + rx, cx], [cy, cy, cy + ry])
+    inv = ~src.affine
+    cols, rows = zip(*(inv * (x, y) for x, y in zip(xs, ys, strict=True)), strict=True)
+    # Jacobian of (dst -> source pixel) over one dst pixel: |det| = source pixels per dst pixel
+    det = abs((cols[1] - cols[0]) * (rows[2] - rows[0]) - (cols[2] - cols[0]) * (rows[1] - rows[0]))
+    if not np.isfinite(det) or det == 0:
+        return float("nan")
+    return float(np.sqrt(abs(rx * ry) / det))
+
+
+def _chunk_edges(size: int, chunk: int) -> list[tuple[int, int]]:
+    return [(s, min(s + chunk, size)) for s in range(0, size, chunk)]
+
+
+def _lon_wrap(src: GeoBox) -> tuple[float, float] | None:
+    """``(lon_min, centre)`` of a geographic source, or None for projected sources."""
+    if not src.crs.geographic:
+        return None
+    left, right = src.extent.boundingbox.left, src.extent.boundingbox.right
+    return left, (left + right) / 2
+
+
+def _source_windows(
+    src: GeoBox, dst: GeoBox, ychunks: list[tuple[int, int]], xchunks: list[tuple[int, int]], pad: int
+) -> dict[tuple[int, int], tuple[int, int, int, int] | None]:
+    """Source pixel window ``(row0, row1, col0, col1)`` each output chunk needs (None: misses the source).
+
+    Each chunk is sampled on its outline and a 17x17 interior lattice of pixel-edge points, transformed
+    to the source CRS in one vectorised pyproj call. Geographic longitudes are wrapped into the source's
+    range; a chunk that contains a pole reads every column up to that pole. For a global geographic
+    source, a chunk crossing the source's longitude seam gets ``col1 > width``: columns wrap around.
+    """
+    from pyproj import Transformer
+
+    tr = Transformer.from_crs(dst.crs.to_wkt(), src.crs.to_wkt(), always_xy=True)
+    keys, pts_c, pts_r = [], [], []
+    for (iy, (y0, y1)), (ix, (x0, x1)) in itertools.product(enumerate(ychunks), enumerate(xchunks)):
+        cc, rr = _lattice(x0, x1, y0, y1)
+        keys.append((iy, ix))
+        pts_c.append(cc)
+        pts_r.append(rr)
+    cols = np.concatenate(pts_c)
+    rows = np.concatenate(pts_r)
+    a = dst.affine
+    wx, wy = a.a * cols + a.b * rows + a.c, a.d * cols + a.e * rows + a.f
+    with np.errstate(all="ignore"):
+        sx, sy = tr.transform(wx, wy, errcheck=False)
+    sx, sy = np.asarray(sx, dtype="float64"), np.asarray(sy, dtype="float64")
+    wrap = _lon_wrap(src)
+    ny, nx = src.shape
+    crosses = np.zeros(len(keys), dtype=bool)
+    alt_lo = alt_hi = crosses
+    if wrap is not None:
+        sx = (sx - wrap[0]) % 360.0 + wrap[0]
+        # a chunk crosses the source's longitude seam when its longitudes span less in the other wrap
+        alt = ((sx - wrap[0] - 180.0) % 360.0).reshape(len(keys), -1)
+        lon = sx.reshape(len(keys), -1)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            span = np.nanmax(lon, axis=1) - np.nanmin(lon, axis=1)
+            alt_lo, alt_hi = np.nanmin(alt, axis=1), np.nanmax(alt, axis=1)
+        crosses = (span > 180.0) & (alt_hi - alt_lo < span)
+    dx = src.affine.a
+    is_global = wrap is not None and src.affine.b == 0 and dx > 0 and abs(nx * dx - 360.0) < 0.5 * dx
+    inv = ~src.affine
+    scol = (inv.a * sx + inv.b * sy + inv.c).reshape(len(keys), -1)
+    srow = (inv.d * sx + inv.e * sy + inv.f).reshape(len(keys), -1)
+
+    poles = _pole_pixels(src, dst) if wrap is not None else []
+    out: dict[tuple[int, int], tuple[int, int, int, int] | None] = {}
+    for k, key in enumerate(keys):
+        c, r = scol[k], srow[k]
+        ok = np.isfinite(c) & np.isfinite(r)
+        if not ok.any():
+            out[key] = None
+            continue
+        c0, c1 = np.floor(c[ok].min()) - pad, np.ceil(c[ok].max()) + pad
+        r0, r1 = np.floor(r[ok].min()) - pad, np.ceil(r[ok].max()) + pad
+        if crosses[k]:
+            c0, c1 = -pad, nx + pad
+            if is_global:  # read across the seam: columns c0..c1 continue past the right edge
+                c0 = np.floor((180.0 + alt_lo[k]) / dx) - pad
+                c1 = np.ceil((180.0 + alt_hi[k]) / dx) + pad
+                if c1 - c0 >= nx:
+                    c0, c1 = 0, nx
+        (y0, y1), (x0, x1) = ychunks[key[0]], xchunks[key[1]]
+        for pc, pr, prow in poles:
+            if x0 - 1 <= pc <= x1 + 1 and y0 - 1 <= pr <= y1 + 1:
+                c0, c1 = 0, nx
+                r0, r1 = min(r0, prow - pad), max(r1, prow + pad)
+        if c1 <= nx or not is_global:
+            c0, c1 = max(int(c0), 0), min(int(c1), nx)
+        else:
+            c0, c1 = int(c0) % nx, int(c0) % nx + int(c1 - c0)
+        r0, r1 = max(int(r0), 0), min(int(r1), ny)
+        out[key] = (r0, r1, c0, c1) if (c1 > c0 and r1 > r0) else None
+    return out
+
+
+def _lattice(x0: int, x1: int, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-edge sample points of a chunk: 129 points along each side plus a 17x17 interior lattice.
+
+    The same number of points for every chunk keeps the transform one vectorised call.
+    """
+    ex = np.linspace(x0, x1, 129)
+    ey = np.linspace(y0, y1, 129)
+    cc, rr = np.meshgrid(np.linspace(x0, x1, 17), np.linspace(y0, y1, 17))
+    cols = np.concatenate([cc.ravel(), ex, ex, np.full(ey.size, x0), np.full(ey.size, x1)])
+    rows = np.concatenate([rr.ravel(), np.full(ex.size, y0), np.full(ex.size, y1), ey, ey])
+    return cols, rows
+
+
+def _pole_pixels(src: GeoBox, dst: GeoBox) -> list[tuple[float, float, float]]:
+    """Grid pixel position (col, row) of each pole a geographic source reaches, with its source row."""
+    from pyproj import Transformer
+
+    tr = Transformer.from_crs(src.crs.to_wkt(), dst.crs.to_wkt(), always_xy=True)
+    out = []
+    bb = src.extent.boundingbox
+    for lat in (90.0, -90.0):
+        if not bb.bottom - 1e-9 <= lat <= bb.top + 1e-9:
+            continue
+        with np.errstate(all="ignore"):
+            x, y = tr.transform(0.0, lat, errcheck=False)
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        col, row = ~dst.affine * (x, y)
+        srow = (~src.affine * (bb.left, lat))[1]
+        out.append((col, row, srow))
+    return out
+
+
+def _warp_block(
+    src: np.ndarray,
+    src_transform: Any,
+    src_crs: str,
+    dst_transform: Any,
+    dst_shape: tuple[int, ...],
+    dst_crs: str,
+    resampling: str,
+    src_nodata: float | None,
+    options: dict[str, Any],
+) -> np.ndarray:
+    """Warp one source window into one output chunk with GDAL (NaN outside the source)."""
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    src = np.asarray(src)
+    if src.dtype.kind != "f" or src.dtype.itemsize < 4:
+        src = src.astype("float32")
+    dst = np.full(dst_shape, np.nan, dtype=src.dtype)
+    lead = int(np.prod(dst_shape[:-2])) if len(dst_shape) > 2 else 0
+    s3 = src.reshape((lead,) + src.shape[-2:]) if lead else src
+    d3 = dst.reshape((lead,) + dst_shape[-2:]) if lead else dst
+    reproject(
+        s3,
+        d3,
+        src_transform=src_transform,
+        src_crs=src_crs,
+        dst_transform=dst_transform,
+        dst_crs=dst_crs,
+        resampling=Resampling[resampling],
+        src_nodata=np.nan if src_nodata is None else src_nodata,
+        dst_nodata=np.nan,
+        **options,
+    )
+    return dst
+
+
+def reproject_to_grid(
+    data: xr.DataArray,
+    grid: RegionGrid,
+    *,
+    resampling: str = "bilinear",
+    categorical: bool = False,
+    chunks: dict[str, int] | None = None,
+    num_threads: int | None = None,
+    what: str | None = None,
+) -> xr.DataArray:
+    """Reproject a georeferenced DataArray onto ``grid.geobox``, lazily, one dask task per output chunk.
+
+    Parameters
+    ----------
+    data
+        Dims ``(..., y, x)`` (or ``latitude``/``longitude``) with a CRS odc-geo can read (``spatial_ref``
+        coordinate or rioxarray CRS). NumPy- or dask-backed; only the source window each output chunk
+        needs is read. Floating NaN (or the ``_FillValue``/``nodata`` attr) marks missing source data.
+    grid
+        The region grid; its ``chunks`` (``y``/``x``) set the output chunking.
+    resampling
+        A GDAL resampling name (see :data:`RESAMPLINGS`) or ``"auto"`` (:func:`auto_resampling`).
+    categorical
+        Categorical data: ``auto`` picks ``nearest``.
+    chunks
+        Output chunk sizes overriding ``grid.chunks``.
+    num_threads
+        GDAL warp threads per task (default 1: dask already runs one task per core).
+    what
+        Name used in error messages (default: the DataArray's name).
+
+    Returns
+    -------
+    xarray.DataArray
+        float32 (float64 if the source is float64) with NaN for no-data, the grid's ``y``/``x``/
+        ``spatial_ref`` coordinates, the source attrs and ``grid_mapping="spatial_ref"``.
+
+    Raises
+    ------
+    GridError
+        No CRS, a CRS on another body, an unknown resampling, or a source that does not overlap the grid.
+    """
+    import dask
+    import dask.array as da
 
     from .cube import grid_coords
 
-    if not categorical and data.dtype.kind in "iub":
-        data = data.astype("float32")
-    out = xr_reproject(data, grid.geobox, resampling=resampling, dst_nodata=np.nan if data.dtype.kind == "f" else None)
-    out = out.assign_coords(grid_coords(grid.geobox))
-    out.attrs = dict(data.attrs)
-    out.attrs.pop("nodata", None)
-    out.attrs.pop("_FillValue", None)
-    out.attrs["grid_mapping"] = "spatial_ref"
+    what = what or str(data.name or "source")
+    src_gb = source_geobox(data, what)
+    check_same_body(src_gb.crs.to_wkt(), grid.geobox.crs.to_wkt(), what=what)
+    dst_gb = grid.geobox
+    if resampling == "auto":
+        resampling = auto_resampling(
+            source_resolution_on_grid(src_gb, dst_gb), dst_gb.resolution.x, categorical
+        )
+    if resampling not in RESAMPLINGS:
+        raise GridError(f"{what}: unknown resampling {resampling!r}; expected one of {RESAMPLINGS}")
+
+    lead_dims = data.dims[:-2]
+    chunks = dict(grid.chunks, **(chunks or {}))
+    ny, nx = dst_gb.shape
+    ychunks = _chunk_edges(ny, min(chunks.get("y", 512), ny))
+    xchunks = _chunk_edges(nx, min(chunks.get("x", 512), nx))
+    pad = _KERNEL_PAD.get(resampling, 2)
+    windows = _source_windows(src_gb, dst_gb, ychunks, xchunks, pad)
+    if all(w is None for w in windows.values()):
+        raise GridError(
+            f"{what}: source bounds {tuple(round(v, 4) for v in src_gb.extent.boundingbox)} "
+            f"({crs_label(src_gb.crs)}) do not overlap the region grid "
+            f"{tuple(round(v, 4) for v in dst_gb.extent.boundingbox)} ({crs_label(dst_gb.crs)})"
+        )
+
+    nodata = data.attrs.get("_FillValue", data.attrs.get("nodata"))
+    src_nodata = None if nodata is None or (isinstance(nodata, float) and np.isnan(nodata)) else float(nodata)
+    out_dtype = np.dtype("float64") if data.dtype == np.float64 else np.dtype("float32")
+    options: dict[str, Any] = {"num_threads": num_threads or 1}
+    wrap = _lon_wrap(src_gb)
+    src_nx = src_gb.shape[1]
+    if resampling in _INTERPOLATING:
+        options.update(XSCALE="1", YSCALE="1")
+
+    arr = data.data
+    lead_shape = tuple(data.shape[:-2])
+    lead_chunks: tuple[tuple[int, ...], ...] = (
+        tuple(arr.chunks[: len(lead_shape)])
+        if hasattr(arr, "chunks") and arr.chunks
+        else tuple((n,) for n in lead_shape)
+    )
+    lead_bounds = [np.concatenate([[0], np.cumsum(c)]) for c in lead_chunks]
+    src_crs, dst_crs = src_gb.crs.to_wkt(), dst_gb.crs.to_wkt()
+
+    blocks: dict[tuple[int, ...], Any] = {}
+    for lead_idx in itertools.product(*(range(len(c)) for c in lead_chunks)):
+        lead_sl = tuple(slice(int(b[i]), int(b[i + 1])) for b, i in zip(lead_bounds, lead_idx, strict=True))
+        lead_sz = tuple(s.stop - s.start for s in lead_sl)
+        for (iy, (y0, y1)), (ix, (x0, x1)) in itertools.product(enumerate(ychunks), enumerate(xchunks)):
+            shape = lead_sz + (y1 - y0, x1 - x0)
+            win = windows[(iy, ix)]
+            if win is None:
+                blocks[lead_idx + (iy, ix)] = da.full(shape, np.nan, dtype=out_dtype)
+                continue
+            r0, r1, c0, c1 = win
+            sub = arr[lead_sl + (slice(r0, r1), slice(c0, min(c1, src_nx)))]
+            if c1 > src_nx:  # a global geographic source read across its longitude seam
+                sub = _concat_x(sub, arr[lead_sl + (slice(r0, r1), slice(0, c1 - src_nx))])
+            opts = options
+            if wrap is not None:
+                opts = dict(options, CENTER_LONG=f"{(src_gb.affine * ((c0 + c1) / 2, 0))[0]:.12g}")
+            task = dask.delayed(_warp_block, pure=True)(
+                sub,
+                src_gb.affine * src_gb.affine.translation(c0, r0),
+                src_crs,
+                dst_gb.affine * dst_gb.affine.translation(x0, y0),
+                shape,
+                dst_crs,
+                resampling,
+                src_nodata,
+                opts,
+            )
+            blocks[lead_idx + (iy, ix)] = da.from_delayed(task, shape=shape, dtype=out_dtype)
+    nested = _nest(blocks, tuple(len(c) for c in lead_chunks) + (len(ychunks), len(xchunks)))
+    out = da.block(nested)
+
+    coords = {d: data.coords[d] for d in lead_dims if d in data.coords}
+    coords.update(grid_coords(dst_gb))
+    result = xr.DataArray(out, dims=lead_dims + ("y", "x"), coords=coords, name=data.name)
+    result.attrs = {
+        k: v for k, v in data.attrs.items() if k not in ("nodata", "_FillValue", "scale_factor", "add_offset")
+    }
+    result.attrs["grid_mapping"] = "spatial_ref"
+    return result
+
+
+def _concat_x(a: Any, b: Any) -> Any:
+    """Concatenate two source pieces along the last (x) axis, NumPy or dask."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return np.concatenate([a, b], axis=-1)
+    import dask.array as da
+
+    return da.concatenate([a, b], axis=-1)
+
+
+def _nest(blocks: dict[tuple[int, ...], Any], counts: tuple[int, ...], prefix: tuple[int, ...] = ()) -> Any:
+    if len(prefix) == len(counts):
+        return blocks[prefix]
+    return [_nest(blocks, counts, prefix + (i,)) for i in range(counts[len(prefix)])]
+
+
+def align_time(
+    ds: xr.Dataset | xr.DataArray,
+    grid: RegionGrid,
+    method: str = "linear",
+    *,
+    tolerance: str | np.timedelta64 | None = None,
+    what: str = "source",
+) -> xr.Dataset | xr.DataArray:
+    """Resample a source in time onto the region's time axis.
+
+    Parameters
+    ----------
+    ds
+        Data with a ``time`` dimension (datetime64).
+    grid
+        Region grid; when ``grid.time`` is None, ``ds`` is returned unchanged.
+    method
+        ``"linear"`` (interpolate between the two neighbouring source times; NaN outside the source's
+        time range) or ``"nearest"`` (the nearest source time within ``tolerance``, by default half the
+        larger of the grid step and the largest source step).
+
+    Raises
+    ------
+    GridError
+        When ``ds`` has no ``time`` dimension, the method is unknown, or the time ranges do not overlap.
+    """
+    if grid.time is None:
+        return ds
+    if "time" not in ds.dims:
+        raise GridError(f"{what}: has no 'time' dimension to resample onto the region's time axis")
+    if method not in ("linear", "nearest"):
+        raise GridError(f"{what}: unknown time method {method!r}; expected 'linear' or 'nearest'")
+    target = grid.time.values.astype("datetime64[ns]")
+    src_t = ds["time"].values.astype("datetime64[ns]")
+    if src_t.size == 0:
+        raise GridError(f"{what}: has an empty time axis")
+    steps = [np.diff(target).max() if target.size > 1 else np.timedelta64(0, "ns")]
+    if src_t.size > 1:
+        steps.append(np.diff(src_t).max())
+    tol = pd_timedelta(tolerance) if tolerance is not None else max(steps) / 2
+    if src_t.max() + tol < target.min() or src_t.min() - tol > target.max():
+        raise GridError(
+            f"{what}: time range {src_t.min()}..{src_t.max()} does not overlap the region's time axis "
+            f"{target.min()}..{target.max()}"
+        )
+    ds = ds.assign_coords(time=src_t)
+    if method == "nearest" or src_t.size == 1:
+        pos = np.searchsorted(src_t, target)
+        lo = np.clip(pos - 1, 0, src_t.size - 1)
+        hi = np.clip(pos, 0, src_t.size - 1)
+        pick = np.where(np.abs(target - src_t[lo]) <= np.abs(src_t[hi] - target), lo, hi)
+        valid = np.abs(src_t[pick] - target) <= tol
+        out = ds.isel(time=xr.DataArray(pick, dims="time")).assign_coords(time=target)
+        if not valid.all():
+            out = out.where(xr.DataArray(valid, dims="time", coords={"time": target}))
+    else:
+        out = ds.interp(time=target, method="linear", kwargs={"fill_value": np.nan})
+    tchunk = grid.chunks.get("time")
+    if tchunk:
+        out = out.chunk({"time": tchunk})
     return out
+
+
+def pd_timedelta(value: Any) -> np.timedelta64:
+    """A numpy timedelta64[ns] from a pandas-style string (``"3h"``) or timedelta."""
+    import pandas as pd
+
+    return pd.Timedelta(value).to_timedelta64()
+
+
+def default_threads() -> int:
+    """Number of usable cores (for GDAL threads when not running under dask)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
