@@ -265,7 +265,11 @@ def _records(deck: Any, name: str) -> list[list[float]]:
 
 def _array(deck: Any, name: str, n: int, default: float | None = None) -> np.ndarray | None:
     if name in deck:
-        arr = np.asarray(deck[name].get_SI_array(), dtype=float)
+        kw = deck[name]
+        try:
+            arr = np.asarray(kw.get_SI_array(), dtype=float)
+        except ValueError:  # integer keywords (ACTNUM)
+            arr = np.asarray(kw.get_int_array(), dtype=float)
         if arr.size != n:
             raise SourceError(f"{name}: expected {n} values (one per cell), got {arr.size}")
         return arr
