@@ -432,8 +432,10 @@ def test_bad_input_errors(shared_data, tmp_path) -> None:
         load(_source(arctic, {"h": {"name": "ice_thickness"}}), grid)
     with pytest.raises(SourceError, match="no variable has standard_name 'sea_ice_speed'"):
         load(_source(arctic, {"s": {"standard_name": "sea_ice_speed"}}), grid)
-    with pytest.raises(SourceError, match="'aice': has no units"):
-        load(_source(arctic, {"sic": {"name": "aice"}}), grid)
+    with pytest.raises(SourceError, match="'mask': has no units"):
+        load(_source(arctic, {"land": {"name": "mask"}}), grid)
+    # an empty units string on a CF *_fraction (aice: sea_ice_area_fraction) is the dimensionless "1"
+    assert load(_source(arctic, {"sic": {"name": "aice"}}), grid)["sic"].attrs["units"] == "1"
     with pytest.raises(SourceError, match="vertical dim 'depth'"):
         load(_source(arctic, {"uo": {"name": "u"}}), grid)
     with pytest.raises(SourceError, match="unknown option"):
@@ -461,3 +463,27 @@ def test_bad_input_errors(shared_data, tmp_path) -> None:
         load(_source(tmp_path / "nan.nc", {"tas": {"name": "tas"}}), small)
     with pytest.raises(SourceError, match="converts only"):
         load(_source(arctic, {"h": {"name": "hice", "units": "kg"}}), grid)
+
+
+def test_readme_arctic_example(shared_data) -> None:
+    """The Barents YAML in README's gridded section builds a verified cube of the four ice-twin variables."""
+    import re
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("<!-- SECTION:readers_gridded -->", 1)[1].split("<!-- SECTION:", 1)[0]
+    cfg = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    cfg["sources"][0]["path"] = str(shared_file(shared_data, ARCTIC20))
+    region = RegionConfig.model_validate(cfg)
+    grid = region_grid(region)
+    ds = load(region.sources[0], grid)
+    cube = make_cube(dict(ds.data_vars), grid.geobox, sources=ds.attrs["geotwin_source_files"]).compute()
+    assert set(cube.data_vars) == {"uo", "vo", "sea_ice_concentration", "sea_ice_thickness"}
+    assert cube.sizes == {"time": 17, "y": 70, "x": 35}
+    sic = cube["sea_ice_concentration"].values
+    assert np.isfinite(sic).mean() > 0.95  # inside the Arctic20 footprint; NaN only on land
+    assert np.nanmin(sic) > -1e-4 and np.nanmax(sic) < 1.0 + 1e-4
+    assert 0.0 < np.nanmean(sic) < 1.0
+    speed = np.hypot(cube["uo"].values, cube["vo"].values)
+    assert np.nanmax(speed) < 2.0  # m/s: surface currents, not grid-index garbage

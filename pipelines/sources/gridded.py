@@ -601,6 +601,9 @@ def load(source: SourceConfig, grid: RegionGrid) -> xr.Dataset:
             units = normalise_units(spec.units)
         elif spec.units is not None:
             units = normalise_units(spec.units)
+        sn = str(raw[src].attrs.get("standard_name", ""))
+        if not units and "units" in raw[src].attrs and sn.endswith(("_fraction", "_ratio")):
+            units = "1"  # CF: an empty units string on a dimensionless fraction/ratio means "1"
         if not units:
             raise SourceError(f"{vwhere}: has no units attribute; give 'units' for {name!r} in the config")
         _check_not_empty(var, vwhere)
