@@ -1,0 +1,37 @@
+"""Shared JAX building blocks for the twins.
+
+- :mod:`twins.core.interp`: regular-grid geometry, bilinear-in-space / linear-in-time sampling of a
+  stacked ``(time, y, x, channel)`` forcing array;
+- :mod:`twins.core.integrate`: Euler / RK2 / RK4 step factories for position pytrees;
+- :mod:`twins.core.units`: physical constants (SI) and unit helpers.
+
+Everything here imports only JAX/NumPy (and pandas for parsing durations) and is device-agnostic.
+"""
+
+from __future__ import annotations
+
+from .integrate import SCHEMES, euler, make_step, rk2, rk4
+from .interp import GridSpec, bilinear, field_at_time, fractional_index, inside, sample, time_weights
+from .units import DAY_S, EARTH_RADIUS_M, G_M_S2, HOUR_S, OMEGA_EARTH_RAD_S, coriolis_parameter, to_seconds
+
+__all__ = [
+    "SCHEMES",
+    "DAY_S",
+    "EARTH_RADIUS_M",
+    "G_M_S2",
+    "HOUR_S",
+    "OMEGA_EARTH_RAD_S",
+    "GridSpec",
+    "bilinear",
+    "coriolis_parameter",
+    "euler",
+    "field_at_time",
+    "fractional_index",
+    "inside",
+    "make_step",
+    "rk2",
+    "rk4",
+    "sample",
+    "time_weights",
+    "to_seconds",
+]

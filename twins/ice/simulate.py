@@ -1,0 +1,323 @@
+"""Public entry point of the ice drift twin: :func:`simulate` (trajectory cube) and
+:func:`presence_probability` (gridded probability of ice presence).
+
+``params`` (all optional) mixes three kinds of keys:
+
+- physics: any field of :class:`twins.ice.physics.IceParams` (drag coefficients, densities, ...);
+- model choices: ``scheme`` (``"rk4"``/``"rk2"``/``"euler"``, steady models), ``ice_velocity``
+  (``"free_drift"``, ``"forcing"`` = the cube's ``siu``/``siv`` as OpenDrift's SeaIceDrift does,
+  ``"wind_factor"``), ``dynamics`` (``"steady"`` free drift per evaluation, or ``"inertial"``),
+  ``tilt`` (``"none"``, ``"geostrophic"``, ``"ssh"``; default ``"ssh"`` when the cube has ``zos``),
+  ``wind`` (``"auto"``; ``"none"`` runs a wind-driven model on a cube without ``u10``/``v10`` with the
+  wind taken as zero, which is recorded in the result attrs), ``start_time``;
+- ensemble (``members > 1``; member 0 is the unperturbed control): ``seed``, ``perturb_drag`` (sigma of
+  a log-normal factor on the air and water drag coefficients, default 0.2), ``perturb_wind`` (on the
+  wind factors, default 0.2), ``perturb_position_m`` (Gaussian jitter of the release position,
+  default 0), ``perturb_release_s`` (uniform jitter of the release time, ±, default 0).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from twins.core import GridSpec, to_seconds
+
+from . import kernel
+from .adapter import ForcingError, forcing_arrays, particles_from_seeds
+from .physics import DYNAMICS, ICE_VELOCITY_MODES, TILT_MODES, Config, IceParams
+
+MODELS = ("passive", "sea_ice", "iceberg")
+STATUS_FLAGS = {"flag_values": [0, 1, 2, 3], "flag_meanings": "active stranded outside not_released"}
+CONFIG_KEYS = {"scheme", "ice_velocity", "dynamics", "tilt", "wind", "start_time"}
+ENSEMBLE_KEYS = {"seed", "perturb_drag", "perturb_wind", "perturb_position_m", "perturb_release_s"}
+
+
+def _split_params(
+    params: dict[str, Any] | None, model: str, forcing: xr.Dataset
+) -> tuple[Config, IceParams, dict]:
+    params = dict(params or {})
+    unknown = set(params) - CONFIG_KEYS - ENSEMBLE_KEYS - set(IceParams._fields)
+    if unknown:
+        raise ValueError(
+            f"simulate: unknown params {sorted(unknown)}; known: {sorted(CONFIG_KEYS | ENSEMBLE_KEYS | set(IceParams._fields))}"
+        )
+    if model not in MODELS:
+        raise ValueError(f"simulate: model must be one of {MODELS}, got {model!r}")
+    cfg = Config(
+        model=model,
+        ice_velocity=params.get("ice_velocity", "free_drift"),
+        dynamics=params.get("dynamics", "steady"),
+        tilt=params.get("tilt", "ssh" if "zos" in forcing else "none"),
+        scheme=params.get("scheme", "rk4"),
+    )
+    for key, allowed in (("ice_velocity", ICE_VELOCITY_MODES), ("dynamics", DYNAMICS), ("tilt", TILT_MODES)):
+        if getattr(cfg, key) not in allowed:
+            raise ValueError(f"simulate: params[{key!r}] must be one of {allowed}, got {getattr(cfg, key)!r}")
+    if params.get("wind", "auto") not in ("auto", "none"):
+        raise ValueError(f"simulate: params['wind'] must be 'auto' or 'none', got {params['wind']!r}")
+    phys = IceParams(**{k: float(v) for k, v in params.items() if k in IceParams._fields})
+    extra = {k: params[k] for k in params if k in ENSEMBLE_KEYS | {"wind", "start_time"}}
+    return cfg, phys, extra
+
+
+def _member_params(
+    phys: IceParams, members: int, extra: dict, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    base = {k: np.full(members, v) for k, v in phys._asdict().items()}
+    if members == 1:
+        return base
+    sd, sw = float(extra.get("perturb_drag", 0.2)), float(extra.get("perturb_wind", 0.2))
+    z = rng.standard_normal((3, members))
+    z[:, 0] = 0.0  # member 0: control
+    fa, fw, fwind = np.exp(sd * z[0]), np.exp(sd * z[1]), np.exp(sw * z[2])
+    for k in ("ca_ice", "berg_air_form_drag", "berg_air_skin_drag"):
+        base[k] = base[k] * fa
+    for k in ("cw_ice", "berg_water_form_drag", "berg_water_skin_drag"):
+        base[k] = base[k] * fw
+    for k in ("wind_factor", "wind_drift_factor"):
+        base[k] = base[k] * fwind
+    return base
+
+
+@partial(jax.jit, static_argnames=("cfg", "channels", "n_steps", "dt"))
+def _run_ensemble(cfg, channels, n_steps, dt, forcing, params, state, props):
+    """vmap over members of the scanned kernel; jitted once per static configuration."""
+
+    def one(p, s):
+        return kernel.run(cfg, channels, n_steps, dt, forcing, p, s, props)
+
+    return jax.vmap(one)(params, state)
+
+
+def _float_dtype(arrays: dict[str, np.ndarray]) -> Any:
+    want = arrays["fields"].dtype
+    x64 = jax.dtypes.canonicalize_dtype(jnp.float64) == jnp.float64
+    return jnp.float64 if want == np.float64 and x64 else jnp.float32
+
+
+def simulate(
+    forcing: xr.Dataset,
+    seeds: pd.DataFrame,
+    *,
+    model: str = "passive",
+    duration: Any,
+    dt: Any,
+    members: int = 1,
+    params: dict[str, Any] | None = None,
+) -> xr.Dataset:
+    """Drift particles (ice floes, icebergs or passive tracers) on a forcing cube.
+
+    Parameters
+    ----------
+    forcing
+        Forcing cube: ``uo``, ``vo`` (eastward/northward m s-1), ``u10``, ``v10``,
+        ``sea_ice_concentration``, optional ``sea_ice_thickness``, ``siu``, ``siv``, ``zos``, ``swh``;
+        any CRS (``spatial_ref.crs_wkt``); one time step is taken as steady.
+    seeds
+        Table of ``x``, ``y`` in the forcing CRS (or ``lon``, ``lat``, or point geometry) with optional
+        ``release_time`` and iceberg ``length``, ``width``, ``draft``, ``sail`` (m).
+    model
+        ``"passive"``, ``"sea_ice"`` or ``"iceberg"``.
+    duration, dt
+        Seconds or pandas timedelta strings (``"72h"``, ``"1h"``); ``duration`` a multiple of ``dt``.
+    members
+        Ensemble size (>= 1); > 1 perturbs parameters (and optionally release) per member.
+    params
+        See the module docstring.
+
+    Returns
+    -------
+    xarray.Dataset
+        A CF discrete-sampling-geometry trajectory cube: dims ``(member,) trajectory, time``; variables
+        ``x``, ``y`` (forcing CRS), ``lon``, ``lat``, ``status`` (0 active, 1 stranded, 2 outside,
+        3 not released); positions before release are NaN.
+    """
+    if not isinstance(members, int | np.integer) or members < 1:
+        raise ValueError(f"simulate: members must be a positive integer, got {members!r}")
+    cfg, phys, extra = _split_params(params, model, forcing)
+    wind = extra.get("wind", "auto")
+    dur_s, dt_s = to_seconds(duration), to_seconds(dt)
+    if dt_s <= 0 or dur_s <= 0:
+        raise ValueError(f"simulate: duration and dt must be positive, got {duration!r}, {dt!r}")
+    n_steps = int(round(dur_s / dt_s))
+    if abs(n_steps * dt_s - dur_s) > 1e-6 * dur_s:
+        raise ValueError(f"simulate: duration {dur_s} s is not a multiple of dt {dt_s} s")
+    arrays, channels, meta = forcing_arrays(
+        forcing, model=model, ice_velocity=cfg.ice_velocity, tilt=cfg.tilt, wind=wind, dynamics=cfg.dynamics
+    )
+    start = (
+        np.datetime64(pd.Timestamp(extra["start_time"]).tz_localize(None), "ns")
+        if "start_time" in extra
+        else meta.t0
+    )
+    s0 = float((start - meta.t0) / np.timedelta64(1, "s"))
+    if len(meta.times) > 1:
+        end = start + np.timedelta64(int(dur_s * 1e9), "ns")
+        if start < meta.times[0] or end > meta.times[-1]:
+            raise ForcingError(
+                f"forcing cube: covers {meta.times[0]}..{meta.times[-1]}, the run needs {start}..{end}"
+            )
+    init, props = particles_from_seeds(seeds, meta, meta.t0, model=model)
+    rng = np.random.default_rng(int(extra.get("seed", 0)))
+    dtype = _float_dtype(arrays)
+    n = len(init["x"])
+    x = np.broadcast_to(init["x"], (members, n)).copy()
+    y = np.broadcast_to(init["y"], (members, n)).copy()
+    rel = np.broadcast_to(np.maximum(init["release"], s0), (members, n)).copy()
+    if members > 1:
+        sp, sr = float(extra.get("perturb_position_m", 0.0)), float(extra.get("perturb_release_s", 0.0))
+        if sp > 0:  # jitter in metres, converted with the local map scale (grid units per metre)
+            from .adapter import jacobian
+
+            g = jacobian(meta.crs, init["x"], init["y"])
+            kx, ky = np.hypot(g["jex"], g["jey"]), np.hypot(g["jnx"], g["jny"])
+            x[1:] += sp * kx * rng.standard_normal((members - 1, n))
+            y[1:] += sp * ky * rng.standard_normal((members - 1, n))
+        if sr > 0:
+            rel[1:] = np.maximum(rel[1:] + rng.uniform(-sr, sr, (members - 1, n)), s0)
+    status = np.where(rel <= s0 + 1e-3 * dt_s, kernel.ACTIVE, kernel.NOT_RELEASED).astype(np.int32)
+    member_params = _member_params(phys, members, extra, rng)
+    fj = kernel.Forcing(
+        fields=jnp.asarray(arrays["fields"], dtype),
+        times=jnp.asarray(arrays["times"], dtype),
+        grid=GridSpec(*[jnp.asarray(v, dtype) for v in arrays["grid"]]),
+    )
+    zeros = jnp.zeros((members, n), dtype)
+    state = kernel.Particles(
+        x=jnp.asarray(x, dtype),
+        y=jnp.asarray(y, dtype),
+        u=zeros,
+        v=zeros,
+        status=jnp.asarray(status),
+        release=jnp.asarray(rel, dtype),
+        t=jnp.full((members,), s0, dtype),
+    )
+    pj = IceParams(**{k: jnp.asarray(v, dtype) for k, v in member_params.items()})
+    props_j = {k: jnp.asarray(v, dtype) for k, v in props.items()}
+    _, (xs, ys, st) = _run_ensemble(cfg, channels, n_steps, dt_s, fj, pj, state, props_j)
+    xs = np.concatenate([x[:, None, :].astype(xs.dtype), np.asarray(xs)], axis=1)
+    ys = np.concatenate([y[:, None, :].astype(ys.dtype), np.asarray(ys)], axis=1)
+    st = np.concatenate([status[:, None, :], np.asarray(st)], axis=1)
+    times = start + (np.arange(n_steps + 1) * dt_s * 1e9).astype("timedelta64[ns]")
+    attrs = {
+        "model": model,
+        "scheme": cfg.scheme
+        if (model == "passive" or cfg.dynamics == "steady") and model != "iceberg"
+        else "exponential-heun",
+        "ice_velocity": cfg.ice_velocity if model == "sea_ice" else "n/a",
+        "dynamics": cfg.dynamics if model == "sea_ice" else ("inertial" if model == "iceberg" else "n/a"),
+        "tilt": cfg.tilt,
+        "geotwin_wind": "none (no wind in the forcing; wind taken as zero)"
+        if wind == "none"
+        else "forcing u10/v10",
+        "time_step_s": dt_s,
+        "members": int(members),
+        "params": json.dumps({k: v.tolist() for k, v in member_params.items()}),
+        "ensemble": json.dumps({k: extra[k] for k in extra if k in ENSEMBLE_KEYS}),
+        "forcing_sources": str(forcing.attrs.get("geotwin_sources", "[]")),
+    }
+    return _trajectory_cube(xs, ys, st, times, meta, attrs, members_dim=members > 1)
+
+
+def _trajectory_cube(xs, ys, st, times, meta, attrs: dict, *, members_dim: bool) -> xr.Dataset:
+    from pipelines.cube import make_cube
+
+    xs = np.swapaxes(xs, 1, 2)  # (member, trajectory, time)
+    ys = np.swapaxes(ys, 1, 2)
+    st = np.swapaxes(st, 1, 2).astype(np.int8)
+    unreleased = st == kernel.NOT_RELEASED
+    xs = np.where(unreleased, np.nan, xs)
+    ys = np.where(unreleased, np.nan, ys)
+    lon, lat = meta.to_lonlat(xs.ravel(), ys.ravel())
+    lon, lat = lon.reshape(xs.shape), lat.reshape(xs.shape)
+    dims = ("member", "trajectory", "time")
+    sel = slice(None) if members_dim else 0
+    dims = dims if members_dim else dims[1:]
+    unit = "degrees" if meta.crs.is_geographic else "m"
+    mk = lambda data, **a: xr.DataArray(data[sel], dims=dims, attrs=a)  # noqa: E731
+    data = {
+        "x": mk(
+            xs,
+            units=unit,
+            long_name="particle x in the forcing CRS",
+            standard_name="projection_x_coordinate",
+            grid_mapping="spatial_ref",
+        ),
+        "y": mk(
+            ys,
+            units=unit,
+            long_name="particle y in the forcing CRS",
+            standard_name="projection_y_coordinate",
+            grid_mapping="spatial_ref",
+        ),
+        "lon": mk(lon, units="degrees_east", long_name="longitude", standard_name="longitude"),
+        "lat": mk(lat, units="degrees_north", long_name="latitude", standard_name="latitude"),
+        "status": mk(st, units="1", long_name="particle status", **STATUS_FLAGS),
+    }
+    ntraj = xs.shape[1]
+    coords = {
+        "trajectory": xr.DataArray(
+            np.arange(ntraj, dtype=np.int32),
+            dims="trajectory",
+            attrs={"cf_role": "trajectory_id", "long_name": "particle id"},
+        ),
+        "time": xr.DataArray(times, dims="time", attrs={"standard_name": "time", "axis": "T"}),
+        "spatial_ref": meta.spatial_ref.drop_vars(
+            [c for c in meta.spatial_ref.coords if c != "spatial_ref"], errors="ignore"
+        ),
+    }
+    if members_dim:
+        coords["member"] = xr.DataArray(
+            np.arange(xs.shape[0], dtype=np.int32),
+            dims="member",
+            attrs={"long_name": "ensemble member (0 = control)"},
+        )
+    ds = xr.Dataset(data, coords=coords)
+    cube_attrs = {"featureType": "trajectory", **attrs}
+    return make_cube(
+        dict(ds.data_vars), None, attrs=cube_attrs, config={"model": attrs["model"]}
+    ).assign_coords(coords)
+
+
+def presence_probability(traj: xr.Dataset, forcing: xr.Dataset) -> xr.Dataset:
+    """Gridded probability of ice presence on the forcing grid, dims ``(time, y, x)``.
+
+    The probability of a cell at a time is the fraction of ensemble members in which at least one
+    released, not-outside particle (active or stranded) lies in that cell (1 member: 0 or 1).
+    """
+    from pipelines.cube import make_cube
+    from pipelines.grid import grid_from_cube
+
+    x = np.asarray(forcing["x"].values, float)
+    y = np.asarray(forcing["y"].values, float)
+    px, py, st = traj["x"].values, traj["y"].values, traj["status"].values
+    if "member" not in traj.dims:
+        px, py, st = px[None], py[None], st[None]
+    ix = np.rint((px - x[0]) / (x[1] - x[0]))
+    iy = np.rint((py - y[0]) / (y[1] - y[0]))
+    ok = (st <= 1) & np.isfinite(ix) & np.isfinite(iy) & (ix >= 0) & (ix < len(x)) & (iy >= 0) & (iy < len(y))
+    m, _, t = np.nonzero(ok)
+    cell = iy[ok].astype(np.int64) * len(x) + ix[ok].astype(np.int64)
+    hit = np.zeros((px.shape[0], px.shape[2], len(y) * len(x)), bool)
+    hit[m, t, cell] = True
+    prob = hit.mean(axis=0).reshape(px.shape[2], len(y), len(x)).astype(np.float32)
+    geobox = grid_from_cube(forcing).geobox
+    da = xr.DataArray(
+        prob,
+        dims=("time", "y", "x"),
+        coords={"time": traj["time"].values},
+        attrs={"units": "1", "long_name": "probability of ice presence (fraction of ensemble members)"},
+    )
+    return make_cube(
+        {"ice_presence_probability": da},
+        geobox,
+        attrs={"members": int(px.shape[0]), "model": traj.attrs.get("model", "")},
+    )
