@@ -154,7 +154,7 @@ def _format_validation_error(path: Path | str, err: ValidationError) -> str:
     lines = []
     for item in err.errors():
         loc = ".".join(str(p) for p in item["loc"]) or "<root>"
-        msg = item["msg"]
+        msg = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling)"
         elif item["type"] == "missing":

@@ -74,6 +74,10 @@ def open_repository(store: str | os.PathLike[str], *, create: bool = False) -> A
         raise StoreError(f"{path}: cube store not found")
     import zarr
 
+    if path.exists() and any(path.iterdir()):
+        raise StoreError(
+            f"{path}: folder exists, is not empty and is not a geotwin cube store; refusing to write there"
+        )
     path.mkdir(parents=True, exist_ok=True)
     repo = icechunk.Repository.create(storage)
     session = repo.writable_session(BRANCH)
