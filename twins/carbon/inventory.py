@@ -204,4 +204,4 @@ def time_factors(profile: str, times_utc: pd.DatetimeIndex, timezone: str = "UTC
     hours = hours / hours.mean()  # TNO tables are normalised to mean 1 up to rounding of two decimals
     days = days / days.mean()
     local = pd.DatetimeIndex(times_utc).tz_localize("UTC").tz_convert(timezone)
-    return hours[local.hour.to_numpy()] * days[local.dayofweek.to_numpy()]
+    return hours[local.hour.to_numpy()] * days[local.day_of_week.to_numpy()]

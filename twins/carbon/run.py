@@ -181,7 +181,7 @@ def build(cfg: CarbonConfig, base: Path, cube: Any) -> dict[str, Any]:
     el = solar_elevation(
         float(ctr.y.iloc[0]),
         float(ctr.x.iloc[0]),
-        times.dayofyear.to_numpy(),
+        times.day_of_year.to_numpy(),
         (times.hour + times.minute / 60).to_numpy(),
     )
     stab = np.asarray(stability_class(np.hypot(u, v), el, cfg.cloud_fraction))

@@ -1,0 +1,166 @@
+"""End-to-end carbon runs: OSSE recovery on a small city, result cubes, config errors, the real demo city."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from affine import Affine
+from odc.geo.geobox import GeoBox
+
+from pipelines import open_cube
+from pipelines.config import ConfigError
+from pipelines.cube import make_cube
+from pipelines.sources.facilities import FacilityError
+from pipelines.store import write_cube
+from tests.conftest import REPO, shared_file
+from twins.carbon.adapter import CarbonInputError
+from twins.carbon.inventory import InventoryError
+from twins.carbon.run import city_cube_from_osm, load_config, run_config
+
+X0, Y1, RES, N = 560_000.0, 4_186_000.0, 200.0, 30
+
+
+def _city(tmp_path):
+    """A 30 x 30 city (6 km) of 200 m cells: a built-up block and two roads; written to a store."""
+    gb = GeoBox((N, N), Affine(RES, 0, X0, 0, -RES, Y1), "EPSG:32610")
+    yy, xx = np.mgrid[0:N, 0:N]
+    built = np.clip(1.0 - np.hypot(yy - 14, xx - 15) / 7.0, 0, 1) * 0.6
+    roads = np.zeros((N, N))
+    roads[12, 3:27] = 0.02
+    roads[4:26, 18] = 0.015
+    attrs = {"units": "1", "long_name": "building area fraction"}
+    cube = make_cube(
+        {
+            "building_fraction": xr.DataArray(built.astype("float32"), dims=("y", "x"), attrs=attrs),
+            "road_length_density": xr.DataArray(
+                roads.astype("float32"),
+                dims=("y", "x"),
+                attrs={"units": "m m-2", "long_name": "road length density"},
+            ),
+        },
+        gb,
+    )
+    store = tmp_path / "store"
+    write_cube(store, "city", cube)
+    # sensors in a ring around the centre (x, y in UTM -> lat/lon through the CSV)
+    import geopandas as gpd
+
+    cx, cy = X0 + 15.5 * RES, Y1 - 14.5 * RES
+    ang = np.deg2rad(np.arange(0, 360, 45))
+    pts = gpd.GeoSeries(
+        gpd.points_from_xy(cx + 1300 * np.cos(ang), cy + 1300 * np.sin(ang)), crs=32610
+    ).to_crs(4326)
+    sites = tmp_path / "sites.csv"
+    pd.DataFrame(
+        {"site_id": [f"S{i}" for i in range(8)], "latitude": pts.y, "longitude": pts.x, "height_m": 3.0}
+    ).to_csv(sites, index=False)
+    steel = gpd.GeoSeries(gpd.points_from_xy([cx - 1000], [cy + 600]), crs=32610).to_crs(4326)
+    fac = tmp_path / "factories.csv"
+    fac.write_text(
+        f"name,latitude,longitude,co2_t_per_year,sector\nSteel,{steel.y[0]},{steel.x[0]},40000,ippu\n"
+    )
+    return store, sites, fac
+
+
+def _config(store, sites, fac, **over):
+    cfg = {
+        "name": "testcity",
+        "cube": "city",
+        "store": str(store),
+        "timezone": "America/Los_Angeles",
+        "period": {"start": "2024-07-01T00:00", "end": "2024-07-03T23:00"},
+        "sectors": ["stationary_energy", "transport", "ippu"],
+        "sector_totals_t_per_year": {"stationary_energy": 60000.0, "transport": 40000.0, "ippu": 50000.0},
+        "proxies": {"stationary_energy": "building_fraction", "transport": "road_length_density", "ippu": "building_fraction"},
+        "facilities": str(fac),
+        "prior_uncertainty": {"stationary_energy": 0.4, "transport": 0.4, "ippu": 0.4, "facilities": 0.3},
+        "wind": {"speed_m_s": 4.0, "from_deg": list(np.linspace(0, 345, 24))},
+        "sensors": str(sites),
+        "obs_error_ppm": 0.5,
+        "osse": {"sector_scale": {"stationary_energy": 1.35, "transport": 0.8, "ippu": 1.2}, "facility_scale": 1.25,
+                 "perturbation": 0.1, "noise_ppm": 0.5, "seed": 3},
+    }  # fmt: skip
+    cfg.update(over)
+    return cfg
+
+
+def test_osse_recovers_city_total_and_writes_cubes(tmp_path):
+    store, sites, fac = _city(tmp_path)
+    table = run_config(_config(store, sites, fac), store=store)
+    total = table.set_index("sector").loc["total"]
+    assert abs(total["prior"] - total["truth"]) / total["truth"] > 0.10  # the prior is off by more than 10 %
+    assert abs(total["posterior"] - total["truth"]) / total["truth"] < 0.10  # the inversion recovers it
+    assert np.all(table["uncertainty"] <= table["prior_uncertainty"] * (1 + 1e-6))
+    assert list(table.columns[:5]) == ["sector", "prior", "posterior", "uncertainty", "reduction"]
+    # the prior sector totals are the declared ones (downscaling conserves them)
+    prior = table.set_index("sector")["prior"]
+    for s, v in {"stationary_energy": 60000.0, "transport": 40000.0, "ippu": 50000.0}.items():
+        assert prior[s] == pytest.approx(v, rel=1e-5)
+    flux = open_cube(store, "testcity_flux_prior")
+    assert (
+        flux["co2_flux"].dims == ("time", "sector", "y", "x")
+        and flux["co2_flux"].attrs["units"] == "kg m-2 s-1"
+    )
+    np.testing.assert_allclose(flux["sector_total"].values, prior.values[:3], rtol=1e-5)
+    sens = open_cube(store, "testcity_sensors")
+    assert (
+        sens.attrs["featureType"] == "timeSeries" and sens.sizes["station"] == 8 and sens.sizes["time"] == 72
+    )
+    # observations were simulated from the truth: the posterior fits them better than the prior
+    obs, pri, pos = (sens[v].values for v in ("co2_observed", "co2_prior", "co2_posterior"))
+    assert np.sqrt(np.mean((pos - obs) ** 2)) < np.sqrt(np.mean((pri - obs) ** 2))
+    conc = open_cube(store, "testcity_concentration")
+    assert conc["co2_enhancement_prior"].dims == ("time", "y", "x")
+
+
+def test_config_errors(tmp_path):
+    store, sites, fac = _city(tmp_path)
+    with pytest.raises(InventoryError, match="do not match the declared sectors"):
+        load_config(_config(store, sites, fac, sector_totals_t_per_year={"transport": 1.0}))
+    with pytest.raises(InventoryError, match="proxies"):
+        load_config(_config(store, sites, fac, proxies={"transport": "road_length_density"}))
+    with pytest.raises(ConfigError, match="observations"):
+        load_config(_config(store, sites, fac, osse=None))
+    far = tmp_path / "far.csv"
+    far.write_text("site_id,latitude,longitude\nFAR,37.0,-121.0\n")
+    with pytest.raises(CarbonInputError, match=r"sensors \['FAR'\] lie outside the city grid"):
+        run_config(_config(store, sites, fac, sensors=str(far)))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,latitude,longitude,co2_t_per_year,fuel\nX,37.8,-122.3,5,kryptonite\n")
+    with pytest.raises(FacilityError, match="unknown fuel"):
+        run_config(_config(store, sites, bad))
+    with pytest.raises(CarbonInputError, match="proxy variable 'population'"):
+        run_config(
+            _config(
+                store,
+                sites,
+                fac,
+                proxies={"stationary_energy": "population", "transport": "uniform", "ippu": "uniform"},
+            )
+        )
+
+
+def test_demo_city_real_osm_and_gppd(shared_data, tmp_path):
+    """The Oakland demo: OSM buildings/roads (real extract) and GPPD plants feed the run; OSSE within 10 %."""
+    osm = shared_file(shared_data, "geomapping/West-Oakland.osm.bz2")
+    cube = city_cube_from_osm(osm)
+    assert cube.sizes == {"y": 100, "x": 100}
+    # the extract covers a few blocks only: some buildings and roads, mostly empty cells
+    bf, rl = cube["building_fraction"].values, cube["road_length_density"].values
+    assert 0 < (bf > 0).sum() < 100 and 0 < (rl > 0).sum() < 200
+    write_cube(tmp_path / "demo", "oakland", cube)
+    cfg, _ = load_config(REPO / "catalogs" / "carbon" / "oakland.yaml")
+    cfg = cfg.model_copy(update={"facilities": str(REPO / "catalogs/demo/data/gppd_oakland.csv"),
+                                 "sensors": str(REPO / "catalogs/carbon/oakland_sensors.csv")})  # fmt: skip
+    from twins.carbon.run import build, invert, summary_table
+
+    p = build(cfg, REPO / "catalogs" / "carbon", open_cube(tmp_path / "demo", "oakland").load())
+    gppd = pd.read_csv(REPO / "catalogs/demo/data/gppd_oakland.csv")
+    emitting = gppd["primary_fuel"].isin(["Gas", "Oil", "Coal"]) & (gppd["generation_gwh_2019"] > 0)
+    assert len(p["q_t"]) == int(emitting.sum())  # every fossil plant with generation is a point source
+    post, _, x_true = invert(p, cfg)
+    total = summary_table(p, post, x_true).set_index("sector").loc["total"]
+    assert abs(total["prior"] - total["truth"]) / total["truth"] > 0.10
+    assert abs(total["posterior"] - total["truth"]) / total["truth"] < 0.10
