@@ -117,44 +117,58 @@ def _triangle_vertices(tri: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.stack([a, second, third], axis=-1)
 
 
+def _in_triangles(
+    mesh: SourceMesh, p: np.ndarray, nodes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Search the triangles around ``nodes`` ``(R, k)`` for points ``p`` ``(R, 2)``.
+
+    Returns ``found`` ``(R,)``, vertex indices ``(R, 3)`` and barycentric weights ``(R, 3)``.
+    """
+    cand = _candidate_triangles(nodes, mesh.shape)  # (R, 8k)
+    verts = _triangle_vertices(cand, mesh.shape)  # (R, 8k, 3)
+    xy = mesh.points[verts]  # (R, 8k, 3, 2)
+    a, b, c = xy[..., 0, :], xy[..., 1, :], xy[..., 2, :]
+    v0, v1, v2 = b - a, c - a, p[:, None, :] - a
+    den = v0[..., 0] * v1[..., 1] - v1[..., 0] * v0[..., 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        l1 = (v2[..., 0] * v1[..., 1] - v1[..., 0] * v2[..., 1]) / den
+        l2 = (v0[..., 0] * v2[..., 1] - v2[..., 0] * v0[..., 1]) / den
+    lam = np.stack([1.0 - l1 - l2, l1, l2], axis=-1)
+    inside = (cand >= 0) & (den != 0) & np.isfinite(lam).all(axis=-1) & (lam >= -1e-9).all(axis=-1)
+    found = inside.any(axis=1)
+    pick = np.argmax(inside, axis=1)
+    rows = np.arange(len(p))
+    return found, verts[rows, pick], np.clip(lam[rows, pick], 0.0, 1.0)
+
+
 def _locate(mesh: SourceMesh, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vertex indices ``(N, 3)`` and barycentric weights ``(N, 3)`` (NaN outside) of target points."""
+    """Vertex indices ``(N, 3)`` and barycentric weights ``(N, 3)`` (NaN outside) of target points.
+
+    The triangles around the nearest source point are searched first; points not found there
+    (sheared cells) are searched around their 4 nearest source points.
+    """
     target = np.stack([px, py], axis=-1)
     n_pts = target.shape[0]
     index = np.zeros((n_pts, 3), dtype="int64")
     weight = np.full((n_pts, 3), np.nan)
-    k = min(4, mesh.tree.n)
     for start in range(0, n_pts, _BATCH):
-        sl = slice(start, start + _BATCH)
-        p = target[sl]
-        dist, near = mesh.tree.query(p, k=k, distance_upper_bound=mesh.max_reach)
-        dist, near = dist.reshape(len(p), k), near.reshape(len(p), k)
-        reachable = np.isfinite(dist[:, 0])
-        if not reachable.any():
-            continue
-        rows = np.flatnonzero(reachable)
-        nodes = mesh._tree_index[np.minimum(near[rows], mesh.tree.n - 1)]
-        nodes = np.where(np.isfinite(dist[rows]), nodes, nodes[:, :1])
-        cand = _candidate_triangles(nodes, mesh.shape)  # (R, 8k)
-        verts = _triangle_vertices(cand, mesh.shape)  # (R, 8k, 3)
-        xy = mesh.points[verts]  # (R, 8k, 3, 2)
-        a, b, c = xy[..., 0, :], xy[..., 1, :], xy[..., 2, :]
-        pp = p[rows][:, None, :]
-        v0, v1, v2 = b - a, c - a, pp - a
-        den = v0[..., 0] * v1[..., 1] - v1[..., 0] * v0[..., 1]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            l1 = (v2[..., 0] * v1[..., 1] - v1[..., 0] * v2[..., 1]) / den
-            l2 = (v0[..., 0] * v2[..., 1] - v2[..., 0] * v0[..., 1]) / den
-        l0 = 1.0 - l1 - l2
-        lam = np.stack([l0, l1, l2], axis=-1)
-        eps = 1e-9
-        inside = (cand >= 0) & np.isfinite(lam).all(axis=-1) & (lam >= -eps).all(axis=-1) & (den != 0)
-        found = inside.any(axis=1)
-        first = np.argmax(inside, axis=1)
-        sel_rows = rows[found]
-        pick = first[found]
-        index[start + sel_rows] = verts[found, pick]
-        weight[start + sel_rows] = np.clip(lam[found, pick], 0.0, 1.0)
+        p = target[start : start + _BATCH]
+        pending = np.arange(len(p))
+        for k in (1, min(4, mesh.tree.n)):
+            if not pending.size:
+                break
+            dist, near = mesh.tree.query(p[pending], k=k, distance_upper_bound=mesh.max_reach)
+            dist, near = dist.reshape(len(pending), k), near.reshape(len(pending), k)
+            reachable = np.isfinite(dist[:, 0])
+            pending, dist, near = pending[reachable], dist[reachable], near[reachable]
+            if not pending.size:
+                break
+            nodes = mesh._tree_index[np.minimum(near, mesh.tree.n - 1)]
+            nodes = np.where(np.isfinite(dist), nodes, nodes[:, :1])
+            found, verts, lam = _in_triangles(mesh, p[pending], nodes)
+            index[start + pending[found]] = verts[found]
+            weight[start + pending[found]] = lam[found]
+            pending = pending[~found]
     return index, weight
 
 
