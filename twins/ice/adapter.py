@@ -302,7 +302,7 @@ def particles_from_seeds(
     lo_y, hi_y = sorted((meta.y[0], meta.y[-1]))
     bad = ~(np.isfinite(x) & np.isfinite(y) & (x >= lo_x) & (x <= hi_x) & (y >= lo_y) & (y <= hi_y))
     if bad.any():
-        rows = list(np.flatnonzero(bad)[:10])
+        rows = [int(i) for i in np.flatnonzero(bad)[:10]]
         raise SeedError(
             f"seeds: {int(bad.sum())} seed(s) outside the forcing grid x[{lo_x:g}, {hi_x:g}] y[{lo_y:g}, {hi_y:g}] (rows {rows})"
         )
