@@ -83,85 +83,126 @@ def _cell_index(x: np.ndarray, y: np.ndarray, tile: Tile) -> tuple[np.ndarray, n
     return np.floor((y - y0) / ry).astype(np.int64) - i0, np.floor((x - x0) / rx).astype(np.int64) - j0
 
 
-def _index_range(
-    lo: np.ndarray, hi: np.ndarray, origin: float, step: float, n: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Cells ``[start, stop)`` along one axis that may meet ``[lo, hi]`` (a superset, clipped to the tile)."""
-    a, b = (lo - origin) / step, (hi - origin) / step
-    first, last = np.minimum(a, b), np.maximum(a, b)
-    # one extra cell each side, so rounding never drops a cell that a geometry touches
-    start = np.clip(np.floor(first).astype(np.int64) - 1, 0, n)
-    stop = np.clip(np.floor(last).astype(np.int64) + 2, 0, n)
-    return start, np.maximum(stop, start)
-
-
-def _candidate_pairs(geoms: np.ndarray, tile: Tile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(geometry index, row, col) for every tile cell inside each geometry's bounding box."""
-    x0, y0, rx, ry, i0, j0, ny, nx = tile
-    b = shapely.bounds(geoms)
-    c0, c1 = _index_range(b[:, 0], b[:, 2], x0 + rx * j0, rx, nx)
-    r0, r1 = _index_range(b[:, 1], b[:, 3], y0 + ry * i0, ry, ny)
-    width, counts = c1 - c0, (r1 - r0) * (c1 - c0)
-    gi = np.repeat(np.arange(geoms.size), counts)
-    k = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    w = np.maximum(width[gi], 1)
-    return gi, r0[gi] + k // w, c0[gi] + k % w
-
-
-def _cell_boxes(tile: Tile, row: np.ndarray, col: np.ndarray) -> np.ndarray:
-    xe, ye = _edges(tile)
-    xa, xb, ya, yb = xe[col], xe[col + 1], ye[row], ye[row + 1]
-    return shapely.box(np.minimum(xa, xb), np.minimum(ya, yb), np.maximum(xa, xb), np.maximum(ya, yb))
-
-
-def _area_tile(geoms: np.ndarray, tile: Tile) -> np.ndarray:
-    ny, nx = tile[6], tile[7]
-    out = np.zeros(ny * nx)
-    if geoms.size:
-        clipped = shapely.get_parts(shapely.intersection(geoms, shapely.box(*_tile_box(tile))))
-        clipped = clipped[shapely.get_type_id(clipped) == shapely.GeometryType.POLYGON]
-        parts = shapely.get_parts(shapely.union_all(clipped)) if clipped.size else clipped
-        parts = parts[shapely.get_type_id(parts) == shapely.GeometryType.POLYGON]
-        if parts.size:
-            shapely.prepare(parts)
-            gi, row, col = _candidate_pairs(parts, tile)
-            cells, owners = _cell_boxes(tile, row, col), parts[gi]
-            cell_area = abs(tile[2] * tile[3])
-            area = np.where(shapely.covers(owners, cells), cell_area, 0.0)
-            edge = (area == 0.0) & shapely.intersects(owners, cells)
-            area[edge] = shapely.area(shapely.intersection(owners[edge], cells[edge]))
-            out = np.bincount(row * nx + col, weights=area, minlength=ny * nx) / cell_area
-    return np.minimum(out, 1.0).reshape(ny, nx)
-
-
 def _segments(lines: np.ndarray, max_length: float) -> np.ndarray:
-    """Two-point segments of all lines, none longer than ``max_length``."""
-    parts = shapely.get_parts(shapely.segmentize(lines, max_length))
-    coords, idx = shapely.get_coordinates(parts, return_index=True)
-    same = idx[1:] == idx[:-1]
-    pairs = np.stack([coords[:-1][same], coords[1:][same]], axis=1)
+    """Two-point segments (shapely) of all lines, none longer than ``max_length``."""
+    pairs = _segment_coords(shapely.segmentize(lines, max_length))
     return shapely.linestrings(pairs) if pairs.size else np.empty(0, dtype=object)
 
 
+def _segment_coords(geoms: np.ndarray) -> np.ndarray:
+    """``(n, 2, 2)`` start/end coordinates of the segments of lines or polygon rings."""
+    parts = shapely.get_parts(geoms)
+    rings = shapely.get_type_id(parts) == shapely.GeometryType.POLYGON
+    linework = np.concatenate([parts[~rings], shapely.get_rings(parts[rings])])
+    coords, idx = shapely.get_coordinates(linework, return_index=True)
+    same = idx[1:] == idx[:-1]
+    return np.stack([coords[:-1][same], coords[1:][same]], axis=1)
+
+
+def _pieces(seg: np.ndarray, tile: Tile) -> tuple[np.ndarray, ...]:
+    """Cut segments at every grid line: global ``row, col`` and ``xa, ya, xb, yb`` of each piece.
+
+    Segments are first divided evenly so that none spans more than half a cell along either axis;
+    each part then crosses at most one vertical and one horizontal grid line, found analytically. A
+    piece's cell is the one holding its midpoint (floor convention: a piece on an edge goes to the cell
+    right of / below it). Axis-parallel segments keep their exact constant coordinate.
+    """
+    x0, y0, rx, ry = tile[:4]
+    a, d = seg[:, 0], seg[:, 1] - seg[:, 0]
+    k = np.ceil(2.0 * np.maximum(np.abs(d[:, 0] / rx), np.abs(d[:, 1] / ry))).astype(np.int64)
+    k = np.maximum(k, 1)
+    idx = np.repeat(np.arange(seg.shape[0]), k)
+    j = np.arange(idx.size) - np.repeat(np.cumsum(k) - k, k)
+    p = a[idx] + (j / k[idx])[:, None] * d[idx]
+    q = np.where((j + 1 == k[idx])[:, None], seg[idx, 1], a[idx] + ((j + 1) / k[idx])[:, None] * d[idx])
+    dq = q - p
+    ts = [np.zeros(idx.size), np.ones(idx.size)]
+    for axis, origin, step in ((0, x0, rx), (1, y0, ry)):
+        cp, cq = np.floor((p[:, axis] - origin) / step), np.floor((q[:, axis] - origin) / step)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (origin + step * np.maximum(cp, cq) - p[:, axis]) / dq[:, axis]
+        ts.append(np.where(cp != cq, np.clip(t, 0.0, 1.0), 1.0))
+    ts = np.sort(np.stack(ts, axis=1), axis=1)  # 0 <= t_x, t_y <= 1: three pieces per part
+    s0, s1 = ts[:, :-1].ravel(), ts[:, 1:].ravel()
+    rep = np.repeat(np.arange(idx.size), 3)
+    keep = s1 > s0
+    s0, s1, rep = s0[keep], s1[keep], rep[keep]
+    start, end = p[rep] + s0[:, None] * dq[rep], p[rep] + s1[:, None] * dq[rep]
+    # exact ends where the piece ends at the part's ends (keeps edge-parallel pieces on the edge)
+    start = np.where((s0 == 0.0)[:, None], p[rep], start)
+    end = np.where((s1 == 1.0)[:, None], q[rep], end)
+    mid = 0.5 * (start + end)
+    row = np.floor((mid[:, 1] - y0) / ry).astype(np.int64)
+    col = np.floor((mid[:, 0] - x0) / rx).astype(np.int64)
+    return row, col, start[:, 0], start[:, 1], end[:, 0], end[:, 1]
+
+
 def _length_tile(lines: np.ndarray, tile: Tile) -> np.ndarray:
-    rx, ry, ny, nx = tile[2], tile[3], tile[6], tile[7]
+    rx, ry, i0, j0, ny, nx = tile[2:]
     out = np.zeros(ny * nx)
-    if lines.size:  # only the part of each line inside this tile, cut into pieces no longer than a cell
-        lines = shapely.intersection(lines, shapely.box(*_tile_box(tile)))
-    segs = _segments(lines, min(abs(rx), abs(ry))) if lines.size else lines
-    if segs.size:
-        gi, row, col = _candidate_pairs(segs, tile)
-        cells = _cell_boxes(tile, row, col)
-        pieces = shapely.intersection(segs[gi], cells)
-        length = shapely.length(pieces)
-        keep = length > 0
-        # A piece lying on a shared cell edge appears in both cells: credit it once, to the cell whose
-        # top or left edge it lies on (cells are half-open, like the point binning).
-        mid = shapely.get_coordinates(shapely.line_interpolate_point(pieces[keep], 0.5, normalized=True))
-        box = shapely.bounds(cells[keep])
-        keep[keep] = (mid[:, 0] != box[:, 2]) & (mid[:, 1] != box[:, 1])
-        out = np.bincount(row[keep] * nx + col[keep], weights=length[keep], minlength=ny * nx)
+    if lines.size:  # only the part of each line inside this tile (closed box; pieces on its edge kept once)
+        seg = _segment_coords(shapely.intersection(lines, shapely.box(*_tile_box(tile))))
+        if seg.size:
+            row, col, xa, ya, xb, yb = _pieces(seg, tile)
+            row, col = row - i0, col - j0
+            inside = (row >= 0) & (row < ny) & (col >= 0) & (col < nx)
+            length = np.hypot(xb - xa, yb - ya)[inside]
+            out = np.bincount(row[inside] * nx + col[inside], weights=length, minlength=ny * nx)
     return (out / abs(rx * ry)).reshape(ny, nx)
+
+
+def _union_overlaps(polys: np.ndarray) -> np.ndarray:
+    """Polygons with disjoint interiors: those whose interiors overlap are merged (union)."""
+    if polys.size < 2:
+        return polys
+    tree = shapely.STRtree(polys)
+    a, b = tree.query(polys, predicate="intersects")
+    pair = a < b
+    a, b = a[pair], b[pair]
+    overlap = shapely.relate_pattern(polys[a], polys[b], "T********")
+    if not overlap.any():
+        return polys
+    merge = np.zeros(polys.size, dtype=bool)
+    merge[a[overlap]] = merge[b[overlap]] = True
+    merged = shapely.get_parts(shapely.union_all(polys[merge]))
+    return np.concatenate(
+        [polys[~merge], merged[shapely.get_type_id(merged) == shapely.GeometryType.POLYGON]]
+    )
+
+
+def _area_tile(geoms: np.ndarray, tile: Tile) -> np.ndarray:
+    """Covered area per cell by the boundary integral of ``-(y - y_bottom) dx`` (exact).
+
+    For polygons with counter-clockwise exteriors (clockwise holes), the area inside a cell is
+    ``-sum (clamp(y, bottom, top) - bottom) dx`` over the boundary pieces in its column: a piece in the
+    cell adds its trapezoid, a piece above it adds the full cell height times ``dx``. The second part
+    is a cumulative sum down each column, so the cost is linear in boundary pieces plus cells.
+    """
+    x0, y0, rx, ry, i0, j0, ny, nx = tile
+    area = np.zeros((ny, nx))
+    box = shapely.box(*_tile_box(tile))
+    inside = shapely.covered_by(geoms, box)
+    clipped = np.concatenate([geoms[inside], shapely.intersection(geoms[~inside], box)])
+    parts = shapely.get_parts(clipped)
+    parts = parts[shapely.get_type_id(parts) == shapely.GeometryType.POLYGON]
+    if parts.size:
+        parts = shapely.orient_polygons(_union_overlaps(parts), exterior_cw=False)
+        seg = _segment_coords(parts)
+        sign = 1.0
+        if ry > 0:  # south-up grid: mirror y so rows still run downwards (mirroring flips orientation)
+            seg, y0, ry, sign = seg * np.array([1.0, -1.0]), -y0, -ry, -1.0
+        row, col, xa, ya, xb, yb = _pieces(seg, (x0, y0, rx, ry, i0, j0, ny, nx))
+        # pieces of clipped polygons lie in the tile; clamp those that rounding put just outside
+        row, col = np.clip(row - i0, 0, ny - 1), np.clip(col - j0, 0, nx - 1)
+        bottom = y0 + ry * (i0 + row + 1)
+        dx = xb - xa
+        np.add.at(area, (row, col), (0.5 * (ya + yb) - bottom) * dx)
+        below = row + 1 < ny
+        carry = np.zeros((ny, nx))
+        np.add.at(carry, (row[below] + 1, col[below]), abs(ry) * dx[below])
+        area += np.cumsum(carry, axis=0)
+        area *= -sign
+    return np.clip(area / abs(rx * ry), 0.0, 1.0)
 
 
 def _point_tile(xy: np.ndarray, values: np.ndarray | None, tile: Tile) -> np.ndarray:

@@ -168,3 +168,49 @@ def test_a_grid_larger_than_memory_is_rasterized_tile_by_tile():
     np.testing.assert_array_equal(frac[:3, :3].compute(), [[0.25, 0.25, 0], [0.25, 0.25, 0], [0, 0, 0]])
     assert float(frac[49_999:50_002, 49_999:50_002].sum().compute()) == 1.0
     assert frac[50_000, 50_000].compute() == 1.0
+
+
+def test_south_up_grid_gives_the_flipped_raster():
+    ny, nx = 12, 15
+    north_up = geobox(ny, nx)
+    south_up = GeoBox((ny, nx), Affine(CELL, 0, X0, 0, CELL, Y0 - ny * CELL), "EPSG:32610")
+    shapes = [
+        shapely.Point(X0 + 61.0, Y0 - 47.0).buffer(29.0),
+        shapely.Polygon([(X0 + 2, Y0 - 3), (X0 + 44, Y0 - 9), (X0 + 13, Y0 - 58)]),
+    ]
+    line = shapely.LineString([(X0 + 1.0, Y0 - 1.0), (X0 + 149.0, Y0 - 37.0), (X0 + 20.0, Y0 - 119.0)])
+    for func, geoms in ((R.area_fraction, shapes), (R.length_density, [line])):
+        a = func(geoms, north_up, chunks=(5, 4)).compute()
+        b = func(geoms, south_up, chunks=(5, 4)).compute()
+        np.testing.assert_allclose(b[::-1], a, atol=1e-6)
+        assert a.sum() > 0
+
+
+def _cells(ny: int = 12, nx: int = 15) -> np.ndarray:
+    rows, cols = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    return shapely.box(X0 + cols * CELL, Y0 - (rows + 1) * CELL, X0 + (cols + 1) * CELL, Y0 - rows * CELL)
+
+
+def test_area_and_length_match_shapely_cell_by_cell():
+    rng = np.random.default_rng(7)
+    centres = rng.uniform([X0 - 10, Y0 - 130], [X0 + 160, Y0 + 10], (25, 2))
+    blobs = list(shapely.buffer(shapely.points(centres), rng.uniform(2.0, 25.0, 25)))
+    angles = np.linspace(0, 2 * np.pi, 15, endpoint=False)
+    radii = np.where(np.arange(15) % 2, 12.0, 40.0)
+    star = shapely.Polygon(np.c_[X0 + 80 + radii * np.cos(angles), Y0 - 60 + radii * np.sin(angles)])
+    holed = shapely.box(X0 + 3, Y0 - 117, X0 + 67, Y0 - 71).difference(
+        shapely.Point(X0 + 35, Y0 - 94).buffer(13)
+    )
+    polygons = [*blobs, star, holed]
+    union = shapely.union_all(polygons)
+    ref_area = shapely.area(shapely.intersection(union, _cells())) / CELL**2
+    frac = R.area_fraction(polygons, geobox(), chunks=(5, 4), dtype="float64").compute()
+    np.testing.assert_allclose(frac, ref_area, atol=1e-9)
+
+    ends = rng.uniform([X0 - 20, Y0 - 140], [X0 + 170, Y0 + 20], (40, 2, 2))
+    lines = shapely.linestrings(ends)
+    ref_len = np.zeros((12, 15))
+    for line in lines:  # independent: shapely clipping, one cell at a time
+        ref_len += shapely.length(shapely.intersection(line, _cells())) / CELL**2
+    dens = R.length_density(lines, geobox(), chunks=(5, 4), dtype="float64").compute()
+    np.testing.assert_allclose(dens, ref_len, atol=1e-9)
