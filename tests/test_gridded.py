@@ -374,6 +374,28 @@ def test_georef_latlon_uses_the_files_own_coordinates(shared_data) -> None:
     assert "longitude/latitude" in out.attrs["geotwin_crs"]
 
 
+def test_static_annual_inventory_on_a_time_axis(shared_data) -> None:
+    """A one-time-step flux (EDGAR 2012 on the NAME EUROPE grid) used as static on a 2020 time axis."""
+    path = shared_file(shared_data, "emissions/openghg_ch4-anthro_EUROPE_2012.nc")
+    time = {"start": "2020-01-01", "end": "2020-01-03", "freq": "1D"}
+    with netCDF4.Dataset(path) as nc:
+        lat, lon = np.asarray(nc["lat"][:], float), np.asarray(nc["lon"][:], float)
+        jj, ii = int(np.argmin(abs(lat - 51.5))), int(np.argmin(abs(lon + 0.1)))
+        ref = (
+            float(nc["flux"][jj, ii, 0])
+            if nc["flux"].dimensions[0] == "lat"
+            else float(nc["flux"][0, jj, ii])
+        )
+        units = nc["flux"].units
+    grid = _centred_grid("EPSG:4326", lon[ii], lat[jj], 0.05, time=time)
+    spec = {"ch4": {"name": "flux"}}
+    with pytest.raises(SourceError, match="does not cover"):
+        load(_source(path, spec), grid)
+    out = load(_source(path, spec, static=True), grid)["ch4"]
+    assert out.dims == ("y", "x") and out.attrs["units"] == units
+    assert float(out[3, 3]) == pytest.approx(ref, rel=1e-5)
+
+
 def test_irregular_axes_regridded_as_curvilinear(shared_data) -> None:
     """EDGAR's point-subsampled 0..360 grid has irregular spacing: it goes through the mesh regridder."""
     path = shared_file(

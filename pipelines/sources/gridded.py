@@ -28,6 +28,9 @@ Options (``source.options``):
     name of the time dimension when it is not recognised (decoded CF time coordinates are).
 ``time_method``
     ``linear`` (default) or ``nearest`` interpolation onto the region's time axis.
+``static``
+    ``true``: the source's single time step (e.g. an annual emission inventory) applies at every time;
+    its time dim is dropped and the variable is static ``(y, x)``.
 ``georef``
     ``auto`` (default: projection coordinates + CRS when the file has them, else 2-D lon/lat),
     ``projection`` or ``latlon`` (regrid from the file's 2-D lon/lat arrays).
@@ -77,7 +80,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["open_gridded", "load", "rotation_angle", "rotate_to_east_north", "angle_from_lonlat", "OPTIONS"]
 
-OPTIONS = ("level", "rotate", "crs", "time_dim", "time_method", "georef", "convert_calendar", "engine")
+OPTIONS = (
+    "level",
+    "rotate",
+    "crs",
+    "time_dim",
+    "time_method",
+    "static",
+    "georef",
+    "convert_calendar",
+    "engine",
+)
 
 
 # --------------------------------------------------------------------------------------- opening
@@ -235,6 +248,12 @@ def _normalise_grid(ds: xr.Dataset, names: list[str], opts: dict[str, Any], wher
             out = out.assign_coords(lon=(("eta", "xi"), xx), lat=(("eta", "xi"), yy))
             out.attrs.update(geotwin_grid="curvilinear", geotwin_crs=f"{how}; irregular axes")
             return out
+        # float32 axes carry rounding noise: snap them to the exact regular axis through their ends,
+        # so the affine transform a warper derives from them (x[1] - x[0]) does not drift across the grid
+        out = out.assign_coords(
+            x=np.linspace(out["x"].values[0], out["x"].values[-1], out.sizes["x"]),
+            y=np.linspace(out["y"].values[0], out["y"].values[-1], out.sizes["y"]),
+        )
         out = out.assign_coords(spatial_ref=_spatial_ref(crs))
         out["x"].attrs = {"units": "degrees_east" if crs.is_geographic else "m", "axis": "X"}
         out["y"].attrs = {"units": "degrees_north" if crs.is_geographic else "m", "axis": "Y"}
@@ -256,6 +275,16 @@ def _normalise_grid(ds: xr.Dataset, names: list[str], opts: dict[str, Any], wher
     out = out.assign_coords(lon=((ydim, xdim), (lon + 180.0) % 360.0 - 180.0), lat=((ydim, xdim), lat))
     out.attrs.update(geotwin_grid="curvilinear", geotwin_crs=f"2-D {lonlat[0]}/{lonlat[1]} arrays")
     return out
+
+
+def _spatial_last(ds: xr.Dataset, var: xr.DataArray) -> xr.DataArray:
+    """Put the 1-D latitude/y and longitude/x dims last (files like ``flux(lat, lon, time)``)."""
+    kinds = {d: coord_kind(ds[d]) for d in var.dims if d in ds.coords and ds[d].ndim == 1}
+    ydim = next((d for d, k in kinds.items() if k in ("lat", "y")), None)
+    xdim = next((d for d, k in kinds.items() if k in ("lon", "x")), None)
+    if ydim is None or xdim is None or var.dims[-2:] == (ydim, xdim):
+        return var
+    return var.transpose(*[d for d in var.dims if d not in (ydim, xdim)], ydim, xdim)
 
 
 def _geographic_crs(ds: xr.Dataset, var: xr.DataArray) -> CRS:
@@ -307,7 +336,14 @@ def open_gridded(
     )
     level = options.get("level")
     for name in names:
+        ds[name] = _spatial_last(ds, ds[name])
         ds[name] = select_level(ds[name], ds, level, f"{where}: variable {name!r}")
+    if options.get("static") and "time" in ds.dims:
+        if ds.sizes["time"] != 1:
+            raise SourceError(
+                f"{where}: option static needs a single time step, the file has {ds.sizes['time']}"
+            )
+        ds = ds.isel(time=0, drop=True)
     ds = _normalise_grid(ds, names, options, where)
     if options.get("rotate"):
         if "angle" in raw.variables and ds.attrs.get("geotwin_grid") == "curvilinear":
