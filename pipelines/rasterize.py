@@ -5,16 +5,21 @@ Every function takes an array of shapely geometries **already in the grid CRS** 
 (one dask task per ``chunks`` block), so a grid much larger than memory can be rasterized as long as
 the features themselves fit. Each task only receives the features whose bounding box meets its tile.
 
-The operations are exact (no pixel-centre burning):
+The operations are exact (no pixel-centre burning) and vectorised (NumPy over all boundary pieces):
 
-- :func:`area_fraction`: the union of the polygons is intersected with every cell it touches; the
-  covered area divided by the cell area (overlapping polygons are not counted twice);
-- :func:`length_density`: lines are cut at every grid line; each piece is credited to the one cell
-  that contains its midpoint (a road lying on a cell edge is counted once), divided by the cell area;
+- :func:`area_fraction`: polygons are clipped to the tile (shapely/GEOS), those whose interiors
+  overlap are merged (so overlaps count once), and their boundaries are cut at every grid line; the
+  covered area of each cell is the boundary integral ``-sum (clamp(y) - y_bottom) dx`` over the pieces
+  in its column (a cumulative sum down the column), divided by the cell area;
+- :func:`length_density`: lines are cut analytically at every grid line; each piece is credited to
+  the one cell holding its midpoint (a road lying on a cell edge is counted once, for the cell below /
+  right of it), divided by the cell area;
 - :func:`point_sum`: points are binned by the grid's affine transform (a point on an edge goes to the
   cell right of / below it), counting them or summing a value per cell;
-- :func:`distance`: distance from each cell centre to the nearest feature (STRtree nearest query).
+- :func:`distance`: distance from each cell centre to the nearest feature (STRtree nearest query over
+  short segments; 0 inside polygons).
 
+The cost is linear in the number of boundary pieces plus cells (no per-cell polygon intersections).
 Lengths and distances are converted from the grid CRS's linear unit to metres (e.g. US survey feet).
 """
 

@@ -29,6 +29,7 @@ import bz2
 import gzip
 import shutil
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -207,7 +208,9 @@ def _to_grid(gdf: gpd.GeoDataFrame, grid: RegionGrid, method: str, what: str) ->
     gdf = gdf[~(gdf.geometry.isna() | gdf.geometry.is_empty)]
     if method != "distance" and len(gdf):
         try:
-            extent = grid.geobox.extent.to_crs(gdf.crs).geom
+            with warnings.catch_warnings():  # odc-geo calls the deprecated shapely.ops.transform
+                warnings.simplefilter("ignore", DeprecationWarning)
+                extent = grid.geobox.extent.to_crs(gdf.crs).geom
             gdf = gdf.iloc[np.sort(gdf.sindex.query(extent, predicate="intersects"))]
         except Exception:  # noqa: BLE001 - extent not representable in the source CRS: filter after reprojection
             pass
