@@ -303,6 +303,19 @@ def test_cf_calendars_and_time_zone(tmp_path) -> None:
     assert t.dtype == np.dtype("datetime64[ns]") and np.all(np.diff(t) > np.timedelta64(0))
 
 
+def test_time_interpolation_linear_and_nearest(tmp_path) -> None:
+    days = np.array([0.0, 1.0, 2.0])
+    data = np.broadcast_to(np.array([0.0, 10.0, 30.0], "float32")[:, None, None], (3, 4, 5)).copy()
+    _write_cf(tmp_path / "t.nc", days, "days since 2020-01-01", "standard", data)
+    time = {"start": "2020-01-01T00:00", "end": "2020-01-03T00:00", "freq": "6h"}
+    grid = _grid("EPSG:4326", [0.5, 60.5, 3.5, 62.5], 1.0, time=time)
+    spec = {"tas": {"name": "tas"}}
+    linear = load(_source(tmp_path / "t.nc", spec), grid)["tas"][:, 0, 0].values
+    np.testing.assert_allclose(linear, [0, 2.5, 5, 7.5, 10, 15, 20, 25, 30], atol=1e-5)
+    nearest = load(_source(tmp_path / "t.nc", spec, time_method="nearest"), grid)["tas"][:, 0, 0].values
+    np.testing.assert_allclose(nearest[[0, 1, 3, 4, 5, 7, 8]], [0, 0, 10, 10, 10, 30, 30])
+
+
 # ----------------------------------------------------------------- PROJ string only (MODIS)
 def test_modis_crs_only_as_proj_string(shared_data) -> None:
     path = shared_file(shared_data, "satellite/rioxarray_MODIS_ARRAY.nc")

@@ -361,6 +361,8 @@ def _sha256_path(path: str | Path) -> str:
     """sha256 of a file, or of a directory tree (Zarr) as the digest of its files' relative paths and digests."""
     from ..cube import sha256_file
 
+    if "://" in str(path):
+        return "remote"
     p = Path(path)
     if p.is_file():
         return sha256_file(p)
