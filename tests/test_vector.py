@@ -443,3 +443,23 @@ def test_oakland_demo_sources_from_yaml(shared_data, tmp_path):
     assert total["power_plant_count"] == inside.sum() > 5
     assert total["power_capacity"] == pytest.approx(df.loc[inside, "capacity_mw"].sum(), rel=1e-6)
     assert cube["power_capacity"].attrs["units"] == "MW"
+
+
+def test_osm_tags_lifted_from_other_tags(shared_data):
+    path = shared_file(shared_data, "geomapping/West-Oakland.osm.bz2")
+    grid = _oakland_grid()
+    variables = {"tall": {"method": "area_fraction", "where": "building.notna() and building_levels >= 4"}}
+    ds = load_source(source(path, variables, osm_tags=["building:levels"]), grid).compute()
+    # independent: parse the hstore text by splitting, keep buildings with 4+ levels
+    buildings = open_vector(path, "multipolygons", "building.notna()").to_crs(UTM)
+
+    def levels(text):
+        pairs = dict(item.split("=>") for item in str(text).split('","')) if isinstance(text, str) else {}
+        pairs = {k.strip('"'): v.strip('"') for k, v in pairs.items()}
+        return float(pairs.get("building:levels", "nan"))
+
+    tall = buildings[buildings["other_tags"].map(levels) >= 4]
+    assert len(tall) == 2
+    assert float(ds["tall"].astype(float).sum()) * 400.0 == pytest.approx(tall.area.sum(), rel=1e-5)
+    with pytest.raises(SourceError, match="'osm_tags' must be a list"):
+        load_source(source(path, variables, osm_tags="building:levels"), grid)

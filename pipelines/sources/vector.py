@@ -19,14 +19,17 @@ Variable methods (``VariableSpec.method``) and their units:
 Source options: ``layer`` (layer name; for OSM files the default follows the method: ``multipolygons``
 for area_fraction, ``lines`` for length_density, ``points`` for count/sum), ``lon``/``lat`` (column
 names of a CSV point table; ``longitude``/``latitude``, ``lon``/``lat`` or ``x``/``y`` are found by
-default) and ``crs`` (the CRS of the features when the file has none or a wrong one; CSV default
-EPSG:4326).
+default), ``crs`` (the CRS of the features when the file has none or a wrong one; CSV default
+EPSG:4326) and ``osm_tags`` (OSM tags to lift out of GDAL's ``other_tags`` column into columns usable
+in ``where``, named with ``:`` replaced by ``_`` and numeric when every value is, e.g.
+``osm_tags: ["building:levels"]`` then ``where: "building_levels >= 4"``).
 """
 
 from __future__ import annotations
 
 import bz2
 import gzip
+import re
 import shutil
 import tempfile
 import warnings
@@ -47,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import SourceConfig, VariableSpec
     from ..grid import RegionGrid
 
-OPTIONS = {"layer", "lon", "lat", "crs"}
+OPTIONS = {"layer", "lon", "lat", "crs", "osm_tags"}
 UNITS = {"area_fraction": "1", "length_density": "m m-2", "count": "1", "distance": "m"}
 OSM_LAYERS = {"area_fraction": "multipolygons", "length_density": "lines", "count": "points", "sum": "points"}
 GEOM_TYPES = {
@@ -131,6 +134,26 @@ def _read_ogr(path: Path, layer: str | None) -> gpd.GeoDataFrame:
             raise SourceError(f"{_describe(path, layer)}: cannot read as a vector file: {detail}") from None
 
 
+def lift_osm_tags(gdf: gpd.GeoDataFrame, tags: list[str], what: str = "OSM") -> gpd.GeoDataFrame:
+    """Copy OSM tags from GDAL's ``other_tags`` (hstore text) into columns (``a:b`` becomes ``a_b``)."""
+    if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
+        raise SourceError(f"{what}: option 'osm_tags' must be a list of tag names, got {tags!r}")
+    gdf = gdf.copy()
+    other = (
+        gdf["other_tags"] if "other_tags" in gdf.columns else pd.Series(None, index=gdf.index, dtype=object)
+    )
+    for tag in tags:
+        column = re.sub(r"\W", "_", tag)
+        if tag in gdf.columns:
+            values = gdf[tag]
+        else:
+            pattern = r'(?:^|,)"' + re.escape(tag) + r'"=>"((?:[^"\\]|\\.)*)"'
+            values = other.astype("string").str.extract(pattern, expand=False)
+        numeric = pd.to_numeric(values, errors="coerce")
+        gdf[column] = numeric.astype("float64") if numeric.notna().sum() == values.notna().sum() else values
+    return gdf
+
+
 def open_vector(
     path: str | Path,
     layer: str | None = None,
@@ -198,9 +221,9 @@ def _query(gdf: gpd.GeoDataFrame, where: str, what: str) -> gpd.GeoDataFrame:
         ) from None
     except Exception as err:  # pandas raises many kinds for a bad expression
         raise SourceError(f"{what}: field 'where' {where!r} is not a valid pandas query: {err}") from None
-    if not (isinstance(mask, pd.Series) and mask.dtype == bool):
+    if not (isinstance(mask, pd.Series) and pd.api.types.is_bool_dtype(mask.dtype)):
         raise SourceError(f"{what}: field 'where' {where!r} must give True/False per feature")
-    return gdf[mask.to_numpy()]
+    return gdf[mask.fillna(False).to_numpy(dtype=bool)]
 
 
 def _to_grid(gdf: gpd.GeoDataFrame, grid: RegionGrid, method: str, what: str) -> gpd.GeoDataFrame:
@@ -356,6 +379,8 @@ def load(source: SourceConfig, grid: RegionGrid) -> xr.Dataset:
             cache[layer] = open_vector(
                 path, layer, lon=opts.get("lon"), lat=opts.get("lat"), crs=opts.get("crs")
             )
+            if opts.get("osm_tags"):
+                cache[layer] = lift_osm_tags(cache[layer], opts["osm_tags"], f"source {source.name!r}")
         what = f"source {source.name!r} ({_describe(path, layer)})"
         gdf = _query(cache[layer], spec.where, what) if spec.where else cache[layer]
         out[name] = rasterize_variable(gdf, grid, name, spec, what, label=f"{source.name} features")
