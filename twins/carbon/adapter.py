@@ -166,7 +166,9 @@ def flux_cube(
         ),
     }
     ds = make_cube(data, g["geobox"], config=config, sources=sources, attrs={"title": f"{which} CO2 fluxes"})
-    return ds.assign_coords(time=("time", times.values), sector=("sector", list(sectors)))
+    return ds.assign_coords(
+        time=("time", times.values), sector=("sector", np.array(list(sectors), dtype=object))
+    )
 
 
 def concentration_cube(
@@ -207,10 +209,12 @@ def sensor_cube(
     ds = make_cube(data, config=config, attrs={"featureType": "timeSeries", "title": "CO2 at sensors"})
     coords = {
         "time": ("time", times.values),
-        "station": ("station", sites["site_id"].astype(str).to_numpy()),
+        "station": ("station", sites["site_id"].astype(str).to_numpy().astype(object)),
         "lat": ("station", ll.y.to_numpy(), {"units": "degrees_north", "standard_name": "latitude"}),
         "lon": ("station", ll.x.to_numpy(), {"units": "degrees_east", "standard_name": "longitude"}),
         "height": ("station", xyz[:, 2], {"units": "m", "long_name": "inlet height above ground"}),
+        "easting": ("station", xyz[:, 0], {"units": "m", "long_name": "x in the city grid CRS"}),
+        "northing": ("station", xyz[:, 1], {"units": "m", "long_name": "y in the city grid CRS"}),
     }
     ds = ds.assign_coords(coords)
     ds["station"].attrs["cf_role"] = "timeseries_id"

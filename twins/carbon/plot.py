@@ -21,24 +21,43 @@ def plot_run(cubes: Mapping[str, Any], table: pd.DataFrame, path: str | Path | N
     fig, axes = plt.subplots(2, 2, figsize=(11, 9))
     prior = cubes["flux_prior"]["co2_flux"].mean("time").sum("sector")
     post = cubes["flux_posterior"]["co2_flux"].mean("time").sum("sector")
-    extent = [float(prior.x.min()), float(prior.x.max()), float(prior.y.min()), float(prior.y.max())]
+    half = float(abs(prior.x[1] - prior.x[0])) / 2
+    extent = [(float(prior.x.min()) - half) / 1e3, (float(prior.x.max()) + half) / 1e3]
+    extent += [(float(prior.y.min()) - half) / 1e3, (float(prior.y.max()) + half) / 1e3]
+    sensors = cubes["sensors"]
+    sx, sy = sensors["easting"].values / 1e3, sensors["northing"].values / 1e3
     ax = axes[0, 0]
     im = ax.imshow(
         np.log10(np.maximum(prior.values, 1e-12)), extent=extent, origin="upper", cmap="magma", vmin=-10
     )
     fig.colorbar(im, ax=ax, label="log10 prior flux (kg m-2 s-1)")
+    ax.plot(sx, sy, "c^", ms=5, label="sensors")
+    ax.legend(loc="lower left")
     ax.set_title("prior flux (period mean) and sensors")
     ax = axes[0, 1]
     conc = cubes["concentration"]["co2_enhancement_posterior"].mean("time")
-    im = ax.imshow(conc.values, extent=extent, origin="upper", cmap="viridis")
-    fig.colorbar(im, ax=ax, label="ppm")
+    from matplotlib.colors import LogNorm
+
+    vals = np.maximum(conc.values, 1e-3)
+    im = ax.imshow(
+        vals,
+        extent=extent,
+        origin="upper",
+        cmap="viridis",
+        norm=LogNorm(vmin=1e-2, vmax=max(vals.max(), 0.1)),
+    )
+    fig.colorbar(im, ax=ax, label="ppm (log scale)")
+    ax.plot(sx, sy, "r^", ms=4)
     ax.set_title("posterior CO2 enhancement (period mean)")
     ax = axes[1, 0]
     diff = (post - prior).values
     lim = float(np.abs(diff).max()) or 1.0
     im = ax.imshow(diff, extent=extent, origin="upper", cmap="RdBu_r", vmin=-lim, vmax=lim)
     fig.colorbar(im, ax=ax, label="kg m-2 s-1")
-    ax.set_title("posterior − prior flux")
+    ax.set_title("posterior − prior flux (period mean)")
+    for a in (axes[0, 0], axes[0, 1], axes[1, 0]):
+        a.set_xlabel("x (km)")
+        a.set_ylabel("y (km)")
     ax = axes[1, 1]
     rows = table[table["sector"] != "total"]
     pos = np.arange(len(rows))
