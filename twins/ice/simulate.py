@@ -94,7 +94,9 @@ def _run_ensemble(cfg, channels, n_steps, dt, forcing, params, state, props):
     def one(p, s):
         return kernel.run(cfg, channels, n_steps, dt, forcing, p, s, props)
 
-    return jax.vmap(one)(params, state)
+    # time is shared by all members (unbatched): the forcing is interpolated in time once per stage
+    axes = kernel.Particles(x=0, y=0, u=0, v=0, status=0, release=0, t=None)
+    return jax.vmap(one, in_axes=(0, axes), out_axes=(axes, 0))(params, state)
 
 
 def _float_dtype(arrays: dict[str, np.ndarray]) -> Any:
@@ -198,7 +200,7 @@ def simulate(
         v=zeros,
         status=jnp.asarray(status),
         release=jnp.asarray(rel, dtype),
-        t=jnp.full((members,), s0, dtype),
+        t=jnp.asarray(s0, dtype),
     )
     pj = IceParams(**{k: jnp.asarray(v, dtype) for k, v in member_params.items()})
     props_j = {k: jnp.asarray(v, dtype) for k, v in props.items()}
