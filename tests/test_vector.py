@@ -463,3 +463,44 @@ def test_osm_tags_lifted_from_other_tags(shared_data):
     assert float(ds["tall"].astype(float).sum()) * 400.0 == pytest.approx(tall.area.sum(), rel=1e-5)
     with pytest.raises(SourceError, match="'osm_tags' must be a list"):
         load_source(source(path, variables, osm_tags="building:levels"), grid)
+
+
+def test_truncated_or_corrupt_files(features, tmp_path, shared_data):
+    gpkg = _write(features, tmp_path, "gpkg")
+    cut = tmp_path / "cut.gpkg"
+    cut.write_bytes(gpkg.read_bytes()[:3000])
+    with pytest.raises(SourceError, match=r"cut\.gpkg.*cannot read"):
+        load_source(source(cut, VARS), make_grid())
+    bad_zip = tmp_path / "bad.zip"
+    bad_zip.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(SourceError, match=r"bad\.zip: not a readable zip archive"):
+        load_source(source(bad_zip, VARS), make_grid())
+    osm = shared_file(shared_data, "geomapping/West-Oakland.osm.bz2")
+    cut_osm = tmp_path / "cut.osm.bz2"
+    cut_osm.write_bytes(osm.read_bytes()[:4000])
+    with pytest.raises(SourceError, match=r"cut\.osm\.bz2.*cannot read"):
+        load_source(source(cut_osm, VARS), _oakland_grid())
+
+
+def test_layers_of_a_geopackage_and_of_a_zip(features, tmp_path):
+    gpkg = tmp_path / "two.gpkg"
+    features[features.geom_type == "Polygon"].to_file(gpkg, layer="buildings")
+    features[features.geom_type == "LineString"].to_file(gpkg, layer="roads")
+    ds = load_source(source(gpkg, {"r": {"method": "length_density"}}, layer="roads"), make_grid()).compute()
+    assert float(ds["r"].sum()) * CELL**2 == pytest.approx(130.0, rel=1e-6)
+    folder = tmp_path / "z"
+    folder.mkdir()
+    features[features.geom_type == "Polygon"].to_file(folder / "buildings.shp")
+    features[features.geom_type == "LineString"].to_file(folder / "roads.shp")
+    archive = tmp_path / "two.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for part in folder.iterdir():
+            zf.write(part, part.name)
+    with pytest.raises(
+        SourceError, match=r"two\.zip: zip archive holds several vector files.*option 'layer'"
+    ):
+        load_source(source(archive, {"b": {"method": "area_fraction"}}), make_grid())
+    ds = load_source(
+        source(archive, {"b": {"method": "area_fraction"}}, layer="buildings"), make_grid()
+    ).compute()
+    assert float(ds["b"].sum()) == pytest.approx(6.25)

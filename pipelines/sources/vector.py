@@ -80,25 +80,32 @@ def _describe(path: str | Path, layer: str | None) -> str:
     return f"{path}" + (f" (layer {layer!r})" if layer else "")
 
 
-def _zip_member(path: Path, layer: str | None) -> str:
-    """GDAL path of the shapefile (or other vector file) inside a zip archive."""
-    with zipfile.ZipFile(path) as zf:
-        names = [n for n in zf.namelist() if n.lower().endswith((".shp", ".gpkg", ".geojson", ".json"))]
-    if layer is not None:
-        names = [n for n in names if Path(n).stem == layer] or names
+def _zip_member(path: Path, layer: str | None) -> tuple[str, str | None]:
+    """GDAL path of the vector file inside a zip archive, and the layer left to pass to GDAL."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if n.lower().endswith((".shp", ".gpkg", ".geojson", ".json"))]
+    except zipfile.BadZipFile as err:
+        raise SourceError(f"{path}: not a readable zip archive ({err})") from None
+    named = [n for n in names if layer is not None and Path(n).stem == layer]
+    if named:  # the layer option names the file inside the zip
+        names, layer = named, None
     if not names:
         raise SourceError(f"{path}: zip archive holds no .shp/.gpkg/.geojson file")
     if len(names) > 1:
         raise SourceError(
             f"{path}: zip archive holds several vector files {names}; name one with option 'layer'"
         )
-    return f"/vsizip/{path}/{names[0]}"
+    return f"/vsizip/{path}/{names[0]}", layer
 
 
 def _read_csv(path: Path, lon: str | None, lat: str | None, crs: Any) -> gpd.GeoDataFrame:
     import geopandas as gpd
 
-    df = pd.read_csv(path, low_memory=False)
+    try:
+        df = pd.read_csv(path, low_memory=False)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise SourceError(f"{path}: cannot read as a CSV table: {err}") from None
     lower = {c.lower(): c for c in df.columns}
     lon = lon or next((lower[n] for n in LON_NAMES if n in lower), None)
     lat = lat or next((lower[n] for n in LAT_NAMES if n in lower), None)
@@ -119,17 +126,24 @@ def _read_ogr(path: Path, layer: str | None) -> gpd.GeoDataFrame:
     target: str | Path = path
     name = path.name.lower()
     with tempfile.TemporaryDirectory(prefix="geotwin-vector-") as tmp:
-        if name.endswith((".bz2", ".gz")):
-            opener = bz2.open if name.endswith(".bz2") else gzip.open
-            target = Path(tmp) / path.name.rsplit(".", 1)[0]
-            with opener(path, "rb") as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        elif name.endswith(".zip"):
-            target = _zip_member(path, layer)
-            layer = None
         try:
+            if name.endswith((".bz2", ".gz")):  # GDAL has no bzip2 reader: decompress to a temp file
+                opener = bz2.open if name.endswith(".bz2") else gzip.open
+                target = Path(tmp) / path.name.rsplit(".", 1)[0]
+                with opener(path, "rb") as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            elif name.endswith(".zip"):
+                target, layer = _zip_member(path, layer)
             return pyogrio.read_dataframe(target, layer=layer)
-        except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as err:
+        except (
+            pyogrio.errors.DataSourceError,
+            pyogrio.errors.DataLayerError,
+            pyogrio.errors.FeatureError,
+            pyogrio.errors.FieldError,
+            pyogrio.errors.GeometryError,
+            OSError,
+            EOFError,
+        ) as err:
             detail = str(err).replace(str(target), str(path))
             raise SourceError(f"{_describe(path, layer)}: cannot read as a vector file: {detail}") from None
 
