@@ -277,9 +277,17 @@ def test_wise_rivers_laea_without_epsg_reads_with_its_crs(shared_data):
         res=10_000.0,
         chunks={"y": 50, "x": 50},
     )
-    ds = load_source(source(path, {"rivers": {"method": "length_density"}}), grid).compute()
+    variables = {"rivers": {"method": "length_density"}, "river_distance": {"method": "distance"}}
+    ds = load_source(source(path, variables), grid).compute()
     clipped = gdf.clip(shapely.box(*grid.geobox.extent.boundingbox))
     assert float(ds["rivers"].astype(float).sum()) * 1e8 == pytest.approx(clipped.length.sum(), rel=1e-5)
+    # distance to the nearest river at a few cell centres, against geopandas' own distance
+    lines = gdf.to_crs("EPSG:3035")
+    for i, j in [(0, 0), (17, 63), (50, 50), (99, 99), (80, 5)]:
+        centre = shapely.Point(float(ds["x"][j]), float(ds["y"][i]))
+        assert float(ds["river_distance"][i, j]) == pytest.approx(
+            lines.distance(centre).min(), rel=1e-6, abs=0.05
+        )
 
 
 # ---------------------------------------------------------------- bad input
