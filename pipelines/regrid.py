@@ -45,9 +45,22 @@ class SourceMesh:
         Target CRS.
     src_crs
         Geographic CRS of ``lon``/``lat`` (default WGS 84).
+    lon_center
+        For a geographic target: longitudes are wrapped into ``lon_center ± 180`` first, so a target
+        grid across the antimeridian (e.g. 170..190E) meets the source points.
+
+    Cells with an edge over 30 times the median edge length (cells spanning a longitude seam in
+    the target CRS) are left out, so they never smear values across the map.
     """
 
-    def __init__(self, lon: np.ndarray, lat: np.ndarray, dst_crs: Any, src_crs: Any = "EPSG:4326") -> None:
+    def __init__(
+        self,
+        lon: np.ndarray,
+        lat: np.ndarray,
+        dst_crs: Any,
+        src_crs: Any = "EPSG:4326",
+        lon_center: float | None = None,
+    ) -> None:
         from scipy.spatial import cKDTree
 
         lon = np.asarray(lon, dtype="float64")
@@ -57,6 +70,8 @@ class SourceMesh:
                 f"curvilinear lon/lat must be 2-D arrays of the same shape (>= 2x2), got {lon.shape}"
             )
         self.shape: tuple[int, int] = lon.shape  # type: ignore[assignment]
+        if lon_center is not None:
+            lon = (lon - lon_center + 180.0) % 360.0 - 180.0 + lon_center
         transformer = Transformer.from_crs(
             CRS.from_user_input(src_crs), CRS.from_user_input(dst_crs), always_xy=True
         )
@@ -71,13 +86,16 @@ class SourceMesh:
         self.tree = cKDTree(pts[finite])
         m, n = self.shape
         grid = pts.reshape(m, n, 2)
-        edges = [
-            np.hypot(*(grid[1:, :] - grid[:-1, :]).transpose(2, 0, 1)),
-            np.hypot(*(grid[:, 1:] - grid[:, :-1]).transpose(2, 0, 1)),
-        ]
-        longest = max(float(np.nanmax(e)) if np.isfinite(e).any() else 0.0 for e in edges)
+        down = np.hypot(*(grid[1:, :] - grid[:-1, :]).transpose(2, 0, 1))  # (m-1, n)
+        across = np.hypot(*(grid[:, 1:] - grid[:, :-1]).transpose(2, 0, 1))  # (m, n-1)
+        quad = np.fmax(np.fmax(down[:, :-1], down[:, 1:]), np.fmax(across[:-1, :], across[1:, :]))
+        finite_quads = np.isfinite(quad)
+        median = float(np.median(quad[finite_quads])) if finite_quads.any() else 0.0
+        #: cells left out of the triangulation (non-finite corners or spanning a seam)
+        self.bad_quad = (~finite_quads | (quad > 30.0 * median)).ravel()
+        good = quad[~self.bad_quad.reshape(quad.shape)]
         # a target point farther than this from every source point cannot lie in a source cell
-        self.max_reach = 2.0 * longest
+        self.max_reach = 2.0 * (float(good.max()) if good.size else 0.0)
 
     def bounds(self) -> tuple[float, float, float, float]:
         """``(xmin, ymin, xmax, ymax)`` of the projected source points."""
@@ -85,9 +103,15 @@ class SourceMesh:
         return (float(np.nanmin(x)), float(np.nanmin(y)), float(np.nanmax(x)), float(np.nanmax(y)))
 
 
-def source_mesh(lon: np.ndarray, lat: np.ndarray, dst_crs: Any, src_crs: Any = "EPSG:4326") -> SourceMesh:
+def source_mesh(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    dst_crs: Any,
+    src_crs: Any = "EPSG:4326",
+    lon_center: float | None = None,
+) -> SourceMesh:
     """Build a :class:`SourceMesh` (see there)."""
-    return SourceMesh(lon, lat, dst_crs, src_crs)
+    return SourceMesh(lon, lat, dst_crs, src_crs, lon_center)
 
 
 def _candidate_triangles(nodes: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -125,6 +149,7 @@ def _in_triangles(
     Returns ``found`` ``(R,)``, vertex indices ``(R, 3)`` and barycentric weights ``(R, 3)``.
     """
     cand = _candidate_triangles(nodes, mesh.shape)  # (R, 8k)
+    cand = np.where((cand >= 0) & ~mesh.bad_quad[np.maximum(cand, 0) // 2], cand, -1)
     verts = _triangle_vertices(cand, mesh.shape)  # (R, 8k, 3)
     xy = mesh.points[verts]  # (R, 8k, 3, 2)
     a, b, c = xy[..., 0, :], xy[..., 1, :], xy[..., 2, :]

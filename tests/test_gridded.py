@@ -373,6 +373,38 @@ def test_global_grid_across_the_antimeridian_and_the_pole(shared_data) -> None:
     assert np.isfinite(load(_source(path, var, level=850), polar)["u850"].values).all()
 
 
+def test_regional_grids_across_the_antimeridian(tmp_path) -> None:
+    """A 0..360 regional grid (150..210E) and a curvilinear one, onto a grid spanning 170..190E."""
+    lon, lat = np.arange(150.0, 211.0), np.arange(50.0, 61.0)
+    field = (lon[None, :] + 2.0 * lat[:, None]).astype("float32")[None]
+    xr.Dataset(
+        {"f": (("time", "lat", "lon"), field, {"units": "1"})},
+        coords={
+            "time": ("time", [0.0], {"units": "days since 2000-01-01"}),
+            "lat": ("lat", lat, {"units": "degrees_north"}),
+            "lon": ("lon", lon, {"units": "degrees_east"}),
+        },
+    ).to_netcdf(tmp_path / "pacific.nc")
+    grid = _grid("EPSG:4326", [170.0, 52.0, 190.0, 58.0], 1.0)
+    out = load(_source(tmp_path / "pacific.nc", {"f": {"name": "f"}}), grid)["f"].isel(time=0)
+    xx, yy = np.meshgrid(out["x"].values, out["y"].values)
+    np.testing.assert_allclose(out.values, xx + 2.0 * yy, atol=1e-4)  # bilinear of a linear field
+    # the same field on a skewed curvilinear grid whose lon arrays are stored as -180..180
+    i, j = np.meshgrid(np.arange(12), np.arange(40), indexing="ij")
+    lon2, lat2 = 165.0 + 0.7 * j + 0.1 * i, 50.0 + 0.8 * i + 0.02 * j
+    xr.Dataset(
+        {"f": (("eta", "xi"), (lon2 + 2.0 * lat2).astype("float64"), {"units": "1"})},
+        coords={
+            "lon2d": (("eta", "xi"), (lon2 + 180.0) % 360.0 - 180.0, {"standard_name": "longitude"}),
+            "lat2d": (("eta", "xi"), lat2, {"standard_name": "latitude"}),
+        },
+    ).to_netcdf(tmp_path / "curvi.nc")
+    out = load(_source(tmp_path / "curvi.nc", {"f": {"name": "f"}}), grid)["f"]
+    finite = np.isfinite(out.values)
+    assert finite.mean() > 0.8
+    np.testing.assert_allclose(out.values[finite], (xx + 2.0 * yy)[finite], atol=1e-6)
+
+
 def test_georef_latlon_uses_the_files_own_coordinates(shared_data) -> None:
     """georef: latlon regrids Arctic20 from its 2-D lon/lat arrays; a cell on node (j, i) gets its value."""
     path = shared_file(shared_data, ARCTIC20)

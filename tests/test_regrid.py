@@ -148,3 +148,24 @@ def test_shape_mismatch_is_an_error() -> None:
         regrid_curvilinear(xr.DataArray(np.zeros((5, 5)), dims=("a", "b")), mesh, np.zeros(2), np.zeros(2))
     with pytest.raises(RegridError, match="not available"):
         mesh_weights(mesh, np.zeros(2), np.zeros(2), "average")
+
+
+def test_cells_across_a_longitude_seam_are_left_out() -> None:
+    """A grid spanning 170E..190E stored as -180..180, regridded in a 0-centred geographic window:
+    the cells that straddle the seam would span 360 degrees and must not smear values across the map."""
+    i, j = np.meshgrid(np.arange(10), np.arange(21), indexing="ij")
+    lon = (170.0 + 1.0 * j + 180.0) % 360.0 - 180.0
+    lat = 50.0 + 1.0 * i + 0.0 * j
+    mesh = source_mesh(lon, lat, "EPSG:4326", lon_center=0.0)
+    assert (
+        mesh.bad_quad.reshape(9, 20)[:, 9].all() and mesh.bad_quad.sum() == 9
+    )  # the 170..180 -> -180 column
+    field = xr.DataArray(lat.copy(), dims=("a", "b"))
+    out = regrid_curvilinear(field, mesh, np.array([0.0, 175.5, -175.5]), np.array([55.5])).values[0]
+    assert np.isnan(out[0])  # far from the source: nothing smeared across the globe
+    np.testing.assert_allclose(out[1:], 55.5, atol=1e-9)  # both sides of the seam still covered
+    # centred on the antimeridian, the seam cells join up again
+    mesh180 = source_mesh(lon, lat, "EPSG:4326", lon_center=180.0)
+    assert not mesh180.bad_quad.any()
+    out = regrid_curvilinear(field, mesh180, np.array([179.5, 180.5]), np.array([55.5])).values[0]
+    np.testing.assert_allclose(out, 55.5, atol=1e-9)

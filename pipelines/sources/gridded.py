@@ -228,7 +228,10 @@ def _normalise_grid(ds: xr.Dataset, names: list[str], opts: dict[str, Any], wher
         yv = np.asarray(ds[ydim].values, dtype="float64")
         if xkind == "lon":
             crs = CRS.from_user_input(opts["crs"]) if opts.get("crs") else _geographic_crs(ds, var)
-            xv = (xv + 180.0) % 360.0 - 180.0
+            wrapped = (xv + 180.0) % 360.0 - 180.0
+            # a regional 0..360 grid across 180E (e.g. 150..210) keeps its contiguous axis
+            if _regular_1d(np.sort(wrapped)) or not _regular_1d(np.sort(xv)):
+                xv = wrapped
             how = "options.crs" if opts.get("crs") else "geographic lat/lon coordinates"
         else:
             xv, yv = xv * length_scale(ds[xdim]), yv * length_scale(ds[ydim])
@@ -522,7 +525,11 @@ def load(source: SourceConfig, grid: RegionGrid) -> xr.Dataset:
     mesh = None
     if ds.attrs["geotwin_grid"] == "curvilinear":
         try:
-            mesh = source_mesh(ds["lon"].values, ds["lat"].values, gcrs)
+            center = None
+            if gcrs.is_geographic:
+                x0, _, x1, _ = grid.geobox.extent.boundingbox
+                center = 0.5 * (x0 + x1)
+            mesh = source_mesh(ds["lon"].values, ds["lat"].values, gcrs, lon_center=center)
         except RegridError as err:
             raise SourceError(f"{where}: {err}") from None
     if not _footprint_overlaps(ds, grid, mesh):
