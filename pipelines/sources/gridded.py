@@ -193,7 +193,7 @@ def _choose_crs(
     lonlat = _lonlat_2d(ds, var)
     if lonlat is None:
         return candidates[0][1], candidates[0][0]
-    lon, lat = (np.asarray(ds[n].values, dtype="float64") for n in lonlat)
+    lon, lat = (np.asarray(ds[n].transpose(*var.dims[-2:]).values, dtype="float64") for n in lonlat)
     cell = float(max(abs(x[1] - x[0]) if x.size > 1 else 0, abs(y[1] - y[0]) if y.size > 1 else 0)) or 1.0
     report = []
     for label, crs in candidates:
@@ -272,8 +272,8 @@ def _normalise_grid(ds: xr.Dataset, names: list[str], opts: dict[str, Any], wher
             f"{where}: cannot locate {names[0]!r} (dims {var.dims}): no 1-D lon/lat or projection x/y "
             "coordinates and no 2-D lon/lat arrays; set options.crs with x/y coordinates"
         )
-    lon = np.asarray(ds[lonlat[0]].values, dtype="float64")
-    lat = np.asarray(ds[lonlat[1]].values, dtype="float64")
+    lon = np.asarray(ds[lonlat[0]].transpose(ydim, xdim).values, dtype="float64")
+    lat = np.asarray(ds[lonlat[1]].transpose(ydim, xdim).values, dtype="float64")
     out = out.reset_coords(drop=True).drop_vars([c for c in out.coords if c not in keep], errors="ignore")
     out = out.assign_coords(lon=((ydim, xdim), (lon + 180.0) % 360.0 - 180.0), lat=((ydim, xdim), lat))
     out.attrs.update(geotwin_grid="curvilinear", geotwin_crs=f"2-D {lonlat[0]}/{lonlat[1]} arrays")
