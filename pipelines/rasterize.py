@@ -25,6 +25,7 @@ Lengths and distances are converted from the grid CRS's linear unit to metres (e
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -243,12 +244,13 @@ def _tiled(
     x0, y0, rx, ry = _transform(geobox)
     ychunks, xchunks = grid_tiles(geobox, chunks)
     task = dask.delayed(lambda *a: func(*a).astype(dtype), pure=False)
+    token = uuid.uuid4().hex  # unique keys: two rasterizations in one graph never share a task
     rows, i0 = [], 0
     for cy in ychunks:
         row, j0 = [], 0
         for cx in xchunks:
             tile: Tile = (x0, y0, rx, ry, i0, j0, cy, cx)
-            block = task(*select(_tile_box(tile)), tile, dask_key_name=f"{name}-{i0}-{j0}-{id(rows):x}")
+            block = task(*select(_tile_box(tile)), tile, dask_key_name=f"{name}-{token}-{i0}-{j0}")
             row.append(da.from_delayed(block, shape=(cy, cx), dtype=dtype))
             j0 += cx
         rows.append(row)
@@ -329,7 +331,8 @@ def distance(
     linework = np.concatenate([shapely.boundary(polygons), geoms[~(polygonal | pointlike)]])
     parts = np.concatenate([shapely.get_parts(geoms[pointlike]), _segments(linework, step)])
     delayed_tree = dask.delayed(shapely.STRtree, pure=False)
-    tree = delayed_tree(parts, dask_key_name=f"strtree-lines-{id(parts):x}")
-    areas = delayed_tree(polygons, dask_key_name=f"strtree-areas-{id(parts):x}") if polygons.size else None
+    token = uuid.uuid4().hex
+    tree = delayed_tree(parts, dask_key_name=f"strtree-lines-{token}")
+    areas = delayed_tree(polygons, dask_key_name=f"strtree-areas-{token}") if polygons.size else None
     out = _tiled(geobox, chunks, lambda _bounds: (tree, areas), _distance_tile, "float64", "distance")
     return (out * factor).astype(dtype)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -214,3 +215,17 @@ def test_area_and_length_match_shapely_cell_by_cell():
         ref_len += shapely.length(shapely.intersection(line, _cells())) / CELL**2
     dens = R.length_density(lines, geobox(), chunks=(5, 4), dtype="float64").compute()
     np.testing.assert_allclose(dens, ref_len, atol=1e-9)
+
+
+def test_rasterizations_computed_together_stay_separate():
+    gb = geobox()
+    squares = [shapely.box(X0 + 10 * k, Y0 - 10, X0 + 10 * k + 10, Y0) for k in range(12)]
+    arrays = [R.area_fraction([sq], gb, chunks=(6, 5)) for sq in squares]
+    arrays += [
+        R.length_density([shapely.LineString([(X0, Y0 - 10 * k - 5), (X0 + 150, Y0 - 10 * k - 5)])], gb)
+        for k in range(12)
+    ]
+    results = dask.compute(*arrays)
+    for k in range(12):
+        assert np.argwhere(results[k]).tolist() == [[0, k]]
+        assert np.nonzero(results[12 + k].sum(axis=1))[0].tolist() == [k]
