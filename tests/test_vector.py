@@ -20,6 +20,13 @@ from pipelines.sources import SourceError, load_source
 from pipelines.sources.vector import open_vector
 from tests.conftest import shared_file
 
+# shapefile writers in these tests truncate 'capacity_mw' and write one file without a CRS on purpose
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Column names longer than 10:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Normalized/laundered field name:RuntimeWarning"),
+    pytest.mark.filterwarnings("ignore:'crs' was not provided:UserWarning"),
+]
+
 UTM = "EPSG:32610"
 X0, Y0, CELL = 560_000.0, 4_180_000.0, 10.0  # grid: x 560000..560100, y 4179920..4180000
 
