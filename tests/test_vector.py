@@ -519,3 +519,25 @@ def test_layers_of_a_geopackage_and_of_a_zip(features, tmp_path):
         source(archive, {"b": {"method": "area_fraction"}}, layer="buildings"), make_grid()
     ).compute()
     assert float(ds["b"].sum()) == pytest.approx(6.25)
+
+
+def test_osm_buildings_agree_with_pyosmium(shared_data):
+    """GDAL's OSM driver against an independent OSM parser (pyosmium area assembly)."""
+    osmium = pytest.importorskip("osmium")
+    from shapely import wkb
+
+    path = shared_file(shared_data, "geomapping/West-Oakland.osm.bz2")
+    factory = osmium.geom.WKBFactory()
+    polygons = [
+        wkb.loads(factory.create_multipolygon(obj), hex=True)
+        for obj in osmium.FileProcessor(str(path)).with_areas()
+        if obj.is_area() and "building" in obj.tags
+    ]
+    reference = gpd.GeoSeries(polygons, crs="EPSG:4326").to_crs(UTM)
+    grid = _oakland_grid()
+    assert reference.within(shapely.box(*grid.geobox.extent.boundingbox)).all()
+    ds = load_source(
+        source(path, {"b": {"method": "area_fraction", "where": "building.notna()"}}), grid
+    ).compute()
+    assert len(reference) == len(open_vector(path, "multipolygons", "building.notna()"))
+    assert float(ds["b"].astype(float).sum()) * 400.0 == pytest.approx(reference.area.sum(), rel=1e-5)
