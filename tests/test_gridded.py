@@ -441,20 +441,40 @@ def test_static_annual_inventory_on_a_time_axis(shared_data) -> None:
     assert float(out[3, 3]) == pytest.approx(ref, rel=1e-5)
 
 
-def test_irregular_axes_regridded_as_curvilinear(shared_data) -> None:
-    """EDGAR's point-subsampled 0..360 grid has irregular spacing: it goes through the mesh regridder."""
+def test_edgar_subsample_0_360(shared_data) -> None:
+    """EDGAR's 0.05..360 subsample is a regular 0..360 axis (its wrapped copy would not be): values at
+    nodes east and west of Greenwich come out in a -180..180 region window."""
     path = shared_file(
         shared_data, "emissions/openghg_v6.0_CO2_excl_short-cycle_org_C_2015_TOTALS.5.3x5.1.nc"
     )
-    ds = open_gridded(path)
-    assert ds.attrs["geotwin_grid"] == "curvilinear"
+    assert open_gridded(path).attrs["geotwin_grid"] == "regular"
     with netCDF4.Dataset(path) as nc:
         lat, lon = np.asarray(nc["lat"][:], float), np.asarray(nc["lon"][:], float)
-        jj, ii = 25, 3
-        ref = float(nc["emi_co2"][jj, ii])
-    grid = _centred_grid("EPSG:4326", lon[ii], lat[jj], 0.5)
-    out = load(_source(path, {"co2": {"name": "emi_co2"}}), grid)
-    assert float(out["co2"].isel(y=3, x=3)) == pytest.approx(ref, rel=1e-5)
+        field = np.asarray(nc["emi_co2"][:], float)
+    for jj, ii in ((25, 3), (26, 69)):  # 10.3E and 354.8E (= 5.2W)
+        x = (lon[ii] + 180.0) % 360.0 - 180.0
+        grid = _centred_grid("EPSG:4326", x, lat[jj], 0.5)
+        out = load(_source(path, {"co2": {"name": "emi_co2"}}), grid)
+        assert float(out["co2"].isel(y=3, x=3)) == pytest.approx(field[jj, ii], rel=1e-4)
+
+
+def test_irregular_axes_regridded_as_curvilinear(tmp_path) -> None:
+    """A Gaussian-like irregular latitude axis goes through the mesh regridder; a linear field survives."""
+    lat = np.array([50.0, 50.9, 52.1, 53.0, 54.2, 55.0, 56.3, 57.0])
+    lon = np.arange(0.0, 10.0, 0.5)
+    f = (3.0 * lon[None, :] - 2.0 * lat[:, None]).astype("float64")
+    xr.Dataset(
+        {"f": (("lat", "lon"), f, {"units": "K"})},
+        coords={
+            "lat": ("lat", lat, {"units": "degrees_north"}),
+            "lon": ("lon", lon, {"units": "degrees_east"}),
+        },
+    ).to_netcdf(tmp_path / "gauss.nc")
+    assert open_gridded(tmp_path / "gauss.nc").attrs["geotwin_grid"] == "curvilinear"
+    grid = _grid("EPSG:4326", [1.0, 51.0, 8.0, 56.0], 0.25)
+    out = load(_source(tmp_path / "gauss.nc", {"f": {"name": "f"}}), grid)["f"]
+    xx, yy = np.meshgrid(out["x"].values, out["y"].values)
+    np.testing.assert_allclose(out.values, 3.0 * xx - 2.0 * yy, atol=1e-4)
 
 
 # ---------------------------------------------------------------------------- GRIB
