@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -105,7 +105,17 @@ def _float_dtype(arrays: dict[str, np.ndarray]) -> Any:
     return jnp.float64 if want == np.float64 and x64 else jnp.float32
 
 
-def simulate(
+class Prepared(NamedTuple):
+    """Everything :func:`simulate` passes to the jitted ensemble kernel, plus what the cube needs."""
+
+    static: tuple  # (cfg, channels, n_steps, dt_s): static arguments of the jitted call
+    args: tuple  # (forcing, params, state, props): JAX pytrees
+    meta: Any
+    start: np.datetime64
+    attrs: dict
+
+
+def prepare(
     forcing: xr.Dataset,
     seeds: pd.DataFrame,
     *,
@@ -114,34 +124,8 @@ def simulate(
     dt: Any,
     members: int = 1,
     params: dict[str, Any] | None = None,
-) -> xr.Dataset:
-    """Drift particles (ice floes, icebergs or passive tracers) on a forcing cube.
-
-    Parameters
-    ----------
-    forcing
-        Forcing cube: ``uo``, ``vo`` (eastward/northward m s-1), ``u10``, ``v10``,
-        ``sea_ice_concentration``, optional ``sea_ice_thickness``, ``siu``, ``siv``, ``zos``, ``swh``;
-        any CRS (``spatial_ref.crs_wkt``); one time step is taken as steady.
-    seeds
-        Table of ``x``, ``y`` in the forcing CRS (or ``lon``, ``lat``, or point geometry) with optional
-        ``release_time`` and iceberg ``length``, ``width``, ``draft``, ``sail`` (m).
-    model
-        ``"passive"``, ``"sea_ice"`` or ``"iceberg"``.
-    duration, dt
-        Seconds or pandas timedelta strings (``"72h"``, ``"1h"``); ``duration`` a multiple of ``dt``.
-    members
-        Ensemble size (>= 1); > 1 perturbs parameters (and optionally release) per member.
-    params
-        See the module docstring.
-
-    Returns
-    -------
-    xarray.Dataset
-        A CF discrete-sampling-geometry trajectory cube: dims ``(member,) trajectory, time``; variables
-        ``x``, ``y`` (forcing CRS), ``lon``, ``lat``, ``status`` (0 active, 1 stranded, 2 outside,
-        3 not released); positions before release are NaN.
-    """
+) -> Prepared:
+    """Validate the inputs of :func:`simulate` and build the kernel's arrays (no time stepping)."""
     if not isinstance(members, int | np.integer) or members < 1:
         raise ValueError(f"simulate: members must be a positive integer, got {members!r}")
     cfg, phys, extra = _split_params(params, model, forcing)
@@ -204,29 +188,81 @@ def simulate(
     )
     pj = IceParams(**{k: jnp.asarray(v, dtype) for k, v in member_params.items()})
     props_j = {k: jnp.asarray(v, dtype) for k, v in props.items()}
-    _, (xs, ys, st) = _run_ensemble(cfg, channels, n_steps, dt_s, fj, pj, state, props_j)
-    xs = np.concatenate([x[:, None, :].astype(xs.dtype), np.asarray(xs)], axis=1)
-    ys = np.concatenate([y[:, None, :].astype(ys.dtype), np.asarray(ys)], axis=1)
-    st = np.concatenate([status[:, None, :], np.asarray(st)], axis=1)
-    times = start + (np.arange(n_steps + 1) * dt_s * 1e9).astype("timedelta64[ns]")
+    inertial = model == "iceberg" or cfg.dynamics == "inertial"
     attrs = {
         "model": model,
-        "scheme": cfg.scheme
-        if (model == "passive" or cfg.dynamics == "steady") and model != "iceberg"
-        else "exponential-heun",
+        "scheme": "exponential-heun" if inertial else cfg.scheme,
         "ice_velocity": cfg.ice_velocity if model == "sea_ice" else "n/a",
-        "dynamics": cfg.dynamics if model == "sea_ice" else ("inertial" if model == "iceberg" else "n/a"),
+        "dynamics": ("inertial" if inertial else "steady") if model != "passive" else "n/a",
         "tilt": cfg.tilt,
-        "geotwin_wind": "none (no wind in the forcing; wind taken as zero)"
-        if wind == "none"
-        else "forcing u10/v10",
+        "geotwin_wind": _wind_note(model, wind, channels),
         "time_step_s": dt_s,
         "members": int(members),
         "params": json.dumps({k: v.tolist() for k, v in member_params.items()}),
         "ensemble": json.dumps({k: extra[k] for k in extra if k in ENSEMBLE_KEYS}),
         "forcing_sources": str(forcing.attrs.get("geotwin_sources", "[]")),
     }
-    return _trajectory_cube(xs, ys, st, times, meta, attrs, members_dim=members > 1)
+    return Prepared((cfg, channels, n_steps, dt_s), (fj, pj, state, props_j), meta, start, attrs)
+
+
+def _wind_note(model: str, wind: str, channels: tuple[str, ...]) -> str:
+    if wind == "none":
+        return "none (no wind in the forcing; wind taken as zero)"
+    return "forcing u10/v10" if "u10" in channels else "not used"
+
+
+def run_prepared(prep: Prepared) -> tuple[Any, tuple[Any, Any, Any]]:
+    """Run the jitted, vmapped kernel on prepared inputs; returns ``(final_state, (x, y, status))``."""
+    return _run_ensemble(*prep.static, *prep.args)
+
+
+def simulate(
+    forcing: xr.Dataset,
+    seeds: pd.DataFrame,
+    *,
+    model: str = "passive",
+    duration: Any,
+    dt: Any,
+    members: int = 1,
+    params: dict[str, Any] | None = None,
+) -> xr.Dataset:
+    """Drift particles (ice floes, icebergs or passive tracers) on a forcing cube.
+
+    Parameters
+    ----------
+    forcing
+        Forcing cube: ``uo``, ``vo`` (eastward/northward m s-1), ``u10``, ``v10``,
+        ``sea_ice_concentration``, optional ``sea_ice_thickness``, ``siu``, ``siv``, ``zos``, ``swh``;
+        any CRS (``spatial_ref.crs_wkt``); one time step is taken as steady.
+    seeds
+        Table of ``x``, ``y`` in the forcing CRS (or ``lon``, ``lat``, or point geometry) with optional
+        ``release_time`` and iceberg ``length``, ``width``, ``draft``, ``sail`` (m).
+    model
+        ``"passive"``, ``"sea_ice"`` or ``"iceberg"``.
+    duration, dt
+        Seconds or pandas timedelta strings (``"72h"``, ``"1h"``); ``duration`` a multiple of ``dt``.
+    members
+        Ensemble size (>= 1); > 1 perturbs parameters (and optionally release) per member.
+    params
+        See the module docstring.
+
+    Returns
+    -------
+    xarray.Dataset
+        A CF discrete-sampling-geometry trajectory cube: dims ``(member,) trajectory, time``; variables
+        ``x``, ``y`` (forcing CRS), ``lon``, ``lat``, ``status`` (0 active, 1 stranded, 2 outside,
+        3 not released); positions before release are NaN.
+    """
+    prep = prepare(forcing, seeds, model=model, duration=duration, dt=dt, members=members, params=params)
+    _, (xs, ys, st) = run_prepared(prep)
+    state = prep.args[2]
+    x0, y0, s0 = (np.asarray(a) for a in (state.x, state.y, state.status))
+    xs = np.concatenate([x0[:, None, :].astype(xs.dtype), np.asarray(xs)], axis=1)
+    ys = np.concatenate([y0[:, None, :].astype(ys.dtype), np.asarray(ys)], axis=1)
+    st = np.concatenate([s0[:, None, :], np.asarray(st)], axis=1)
+    n_steps, dt_s = prep.static[2], prep.static[3]
+    times = prep.start + (np.arange(n_steps + 1) * dt_s * 1e9).astype("timedelta64[ns]")
+    return _trajectory_cube(xs, ys, st, times, prep.meta, prep.attrs, members_dim=members > 1)
 
 
 def _trajectory_cube(xs, ys, st, times, meta, attrs: dict, *, members_dim: bool) -> xr.Dataset:
