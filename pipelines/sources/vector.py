@@ -208,7 +208,11 @@ def open_vector(
 
         try:
             gdf = gpd.read_parquet(path)
-        except (ValueError, OSError, ImportError) as err:
+        except ImportError as err:
+            raise SourceError(
+                f"{path}: GeoParquet needs pyarrow (pip install 'geotwin[vector]'): {err}"
+            ) from None
+        except (ValueError, OSError) as err:
             raise SourceError(f"{path}: cannot read as GeoParquet: {err}") from None
     elif suffix in (".csv", ".txt"):
         gdf = _read_csv(path, lon, lat, crs)
