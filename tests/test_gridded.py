@@ -403,6 +403,10 @@ def test_regional_grids_across_the_antimeridian(tmp_path) -> None:
     finite = np.isfinite(out.values)
     assert finite.mean() > 0.8
     np.testing.assert_allclose(out.values[finite], (xx + 2.0 * yy)[finite], atol=1e-6)
+    west = _grid("EPSG:4326", [-178.0, 52.0, -172.0, 58.0], 1.0)  # the same place written as degrees west
+    out = load(_source(tmp_path / "pacific.nc", {"f": {"name": "f"}}), west)["f"].isel(time=0)
+    xx, yy = np.meshgrid(out["x"].values + 360.0, out["y"].values)
+    np.testing.assert_allclose(out.values, xx + 2.0 * yy, atol=1e-4)
 
 
 def test_georef_latlon_uses_the_files_own_coordinates(shared_data) -> None:

@@ -413,6 +413,9 @@ def _footprint_overlaps(ds: xr.Dataset, grid: RegionGrid, mesh: Any = None) -> b
         dy = abs(ys[1] - ys[0]) if ys.size > 1 else 0.0
         sx0, sx1, sy0, sy1 = xs.min() - dx, xs.max() + dx, ys.min() - dy, ys.max() + dy
         px, py = Transformer.from_crs(gcrs, scrs, always_xy=True).transform(tx, ty)
+        if scrs.is_geographic:  # compare longitudes in the source's own window (0..360 grids)
+            mid = 0.5 * (sx0 + sx1)
+            px = (np.asarray(px) - mid + 180.0) % 360.0 - 180.0 + mid
         if np.any((px >= sx0) & (px <= sx1) & (py >= sy0) & (py <= sy1)):
             return True
         sxx, syy = np.meshgrid(np.linspace(sx0, sx1, 48), np.linspace(sy0, sy1, 48))
