@@ -17,7 +17,7 @@ from pipelines.store import write_cube
 from tests.conftest import REPO, shared_file
 from twins.carbon.adapter import CarbonInputError
 from twins.carbon.inventory import InventoryError
-from twins.carbon.run import city_cube_from_osm, load_config, run_config
+from twins.carbon.run import load_config, run_config
 
 X0, Y1, RES, N = 560_000.0, 4_186_000.0, 200.0, 30
 
@@ -142,21 +142,19 @@ def test_config_errors(tmp_path):
         )
 
 
-def test_demo_city_real_osm_and_gppd(shared_data, tmp_path):
-    """The Oakland demo: OSM buildings/roads (real extract) and GPPD plants feed the run; OSSE within 10 %."""
-    osm = shared_file(shared_data, "geomapping/West-Oakland.osm.bz2")
-    cube = city_cube_from_osm(osm)
-    assert cube.sizes == {"y": 100, "x": 100}
-    # the extract covers a few blocks only: some buildings and roads, mostly empty cells
-    bf, rl = cube["building_fraction"].values, cube["road_length_density"].values
-    assert 0 < (bf > 0).sum() < 100 and 0 < (rl > 0).sum() < 200
-    write_cube(tmp_path / "demo", "oakland", cube)
-    cfg, _ = load_config(REPO / "catalogs" / "carbon" / "oakland.yaml")
-    cfg = cfg.model_copy(update={"facilities": str(REPO / "catalogs/demo/data/gppd_oakland.csv"),
-                                 "sensors": str(REPO / "catalogs/carbon/oakland_sensors.csv")})  # fmt: skip
+def test_demo_city_real_osm_and_gppd(tmp_path):
+    """The Oakland demo as `geotwin demo` builds it: real OSM buildings/roads and GPPD plants feed the run."""
+    from pipelines.build import build_region
     from twins.carbon.run import build, invert, summary_table
 
-    p = build(cfg, REPO / "catalogs" / "carbon", open_cube(tmp_path / "demo", "oakland").load())
+    build_region(REPO / "catalogs" / "demo" / "oakland.yaml", tmp_path / "demo")
+    cube = open_cube(tmp_path / "demo", "oakland").load()
+    assert cube.sizes == {"y": 100, "x": 100}
+    # the OSM extract covers a few blocks only: some buildings and roads, mostly empty cells
+    bf, rl = cube["building_fraction"].values, cube["road_length_density"].values
+    assert 0 < (bf > 0).sum() < 100 and 0 < (rl > 0).sum() < 200
+    cfg, base = load_config(REPO / "catalogs" / "carbon" / "demo.yaml")
+    p = build(cfg, base, cube)
     gppd = pd.read_csv(REPO / "catalogs/demo/data/gppd_oakland.csv")
     emitting = gppd["primary_fuel"].isin(["Gas", "Oil", "Coal"]) & (gppd["generation_gwh_2019"] > 0)
     assert len(p["q_t"]) == int(emitting.sum())  # every fossil plant with generation is a point source
@@ -164,3 +162,20 @@ def test_demo_city_real_osm_and_gppd(shared_data, tmp_path):
     total = summary_table(p, post, x_true).set_index("sector").loc["total"]
     assert abs(total["prior"] - total["truth"]) / total["truth"] > 0.10
     assert abs(total["posterior"] - total["truth"]) / total["truth"] < 0.10
+
+
+def test_demo_facilities_are_the_shared_gppd_rows(shared_data):
+    """The demo's plants are real GPPD rows: reading the full shared USA file in the bbox gives the same."""
+    import warnings
+
+    from pipelines.sources.facilities import read_gppd
+
+    full = shared_file(shared_data, "emissions/gppd_database_USA.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        demo = read_gppd(REPO / "catalogs/demo/data/gppd_oakland.csv")
+        bbox = demo.total_bounds
+        sub = read_gppd(full, bbox=(bbox[0] - 1e-6, bbox[1] - 1e-6, bbox[2] + 1e-6, bbox[3] + 1e-6))
+    assert set(demo["facility_id"]) <= set(sub["facility_id"])
+    merged = demo.merge(sub, on="facility_id", suffixes=("", "_full"))
+    np.testing.assert_allclose(merged["generation_mwh"], merged["generation_mwh_full"])
