@@ -299,6 +299,9 @@ def test_cf_calendars_and_time_zone(tmp_path) -> None:
     _write_cf(tmp_path / "d360.nc", np.array([29.0, 59.0]), "days since 2001-01-01", "360_day")
     with pytest.raises(SourceError, match="360_day"):
         open_gridded(tmp_path / "d360.nc")
+    _write_cf(tmp_path / "months.nc", np.array([0.0, 1.0]), "months since 2001-01-01", "standard")
+    with pytest.raises(SourceError, match="could not be decoded"):
+        open_gridded(tmp_path / "months.nc")
     t = open_gridded(tmp_path / "d360.nc", convert_calendar=True)["time"].values
     assert t.dtype == np.dtype("datetime64[ns]") and np.all(np.diff(t) > np.timedelta64(0))
 

@@ -228,6 +228,8 @@ def decode_time(
             if dim in ds.coords and ds[dim].ndim == 1 and _is_time(ds[dim]):
                 time_dim = str(dim)
                 break
+    if time_dim is None and "time" in ds.dims:
+        time_dim = "time"  # a time dim xarray could not decode: report it below
     if time_dim is None:
         return ds
     if time_dim not in ds.dims:

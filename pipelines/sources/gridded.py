@@ -112,11 +112,19 @@ def _open_raw(path: str | Path, engine: str | None = None) -> xr.Dataset:
     if engine == "cfgrib":
         _check_cfgrib(text)
     coder = xr.coders.CFDatetimeCoder(use_cftime=None)
-    try:
+
+    def _open(decode: Any) -> xr.Dataset:
         if engine == "zarr":
-            ds = xr.open_zarr(text, decode_times=coder, decode_timedelta=False)
-        else:
-            ds = xr.open_dataset(text, engine=engine, chunks={}, decode_times=coder, decode_timedelta=False)
+            return xr.open_zarr(text, decode_times=decode, decode_timedelta=False)
+        return xr.open_dataset(text, engine=engine, chunks={}, decode_times=decode, decode_timedelta=False)
+
+    try:
+        try:
+            ds = _open(coder)
+        except ValueError as err:
+            if "decode time" not in str(err):
+                raise
+            ds = _open(False)  # undecodable time units: cf.decode_time names them
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
         raise SourceError(
             f"{text}: cannot be read as {engine or 'NetCDF'} (truncated, corrupt or not a gridded file?): {err}"
