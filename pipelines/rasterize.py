@@ -235,36 +235,47 @@ def _distance_tile(tree: shapely.STRtree, areas: shapely.STRtree | None, tile: T
 def _tiled(
     geobox: Any,
     chunks: tuple[int, int] | None,
-    select: Callable[[tuple[float, float, float, float]], tuple[Any, ...]],
-    func: Callable[..., np.ndarray],
+    shared: Any,
+    block: Callable[[Any, Tile], np.ndarray],
     dtype: str,
     name: str,
 ) -> da.Array:
-    """Assemble a dask array from one delayed ``func(*select(tile_bounds), tile)`` per block."""
+    """A lazy array whose every block is ``block(shared, tile)``.
+
+    ``shared`` is one dask.delayed value (the features and their STRtree), computed once and handed to
+    every block task; the graph is a single blockwise layer, so slicing a corner of a huge grid only
+    computes the tiles it touches.
+    """
     x0, y0, rx, ry = _transform(geobox)
     ychunks, xchunks = grid_tiles(geobox, chunks)
-    task = dask.delayed(lambda *a: func(*a).astype(dtype), pure=False)
-    token = uuid.uuid4().hex  # unique keys: two rasterizations in one graph never share a task
-    rows, i0 = [], 0
-    for cy in ychunks:
-        row, j0 = [], 0
-        for cx in xchunks:
-            tile: Tile = (x0, y0, rx, ry, i0, j0, cy, cx)
-            block = task(*select(_tile_box(tile)), tile, dask_key_name=f"{name}-{token}-{i0}-{j0}")
-            row.append(da.from_delayed(block, shape=(cy, cx), dtype=dtype))
-            j0 += cx
-        rows.append(row)
-        i0 += cy
-    return da.block(rows)
+
+    def run(_template: np.ndarray, value: Any, block_info: dict | None = None) -> np.ndarray:
+        (r0, r1), (c0, c1) = block_info[0]["array-location"]  # type: ignore[index]
+        return block(value, (x0, y0, rx, ry, r0, c0, r1 - r0, c1 - c0)).astype(dtype)
+
+    template = da.zeros(tuple(geobox.shape), chunks=(ychunks, xchunks), dtype=bool)
+    meta = np.empty((0, 0), dtype=dtype)
+    return da.map_blocks(run, template, shared, dtype=dtype, meta=meta, name=f"{name}-{uuid.uuid4().hex}")
 
 
-def _by_tile(geoms: np.ndarray) -> Callable[[tuple[float, float, float, float]], tuple[np.ndarray]]:
+def _with_tree(geoms: np.ndarray) -> tuple[np.ndarray, shapely.STRtree]:
     tree = shapely.STRtree(geoms)
+    tree.query(shapely.box(0, 0, 0, 0))  # build now, before threads share it
+    return geoms, tree
 
-    def select(bounds: tuple[float, float, float, float]) -> tuple[np.ndarray]:
-        return (geoms[np.sort(tree.query(shapely.box(*bounds)))],)
 
-    return select
+def _shared(func: Callable[..., Any], *args: Any, name: str) -> Any:
+    return dask.delayed(func, pure=False)(*args, dask_key_name=f"{name}-{uuid.uuid4().hex}")
+
+
+def _in_tile(block: Callable[[np.ndarray, Tile], np.ndarray]) -> Callable[[Any, Tile], np.ndarray]:
+    """Wrap a tile function so it receives only the features whose bounding box meets the tile."""
+
+    def run(shared: tuple[np.ndarray, shapely.STRtree], tile: Tile) -> np.ndarray:
+        geoms, tree = shared
+        return block(geoms[np.sort(tree.query(shapely.box(*_tile_box(tile))))], tile)
+
+    return run
 
 
 def _as_array(geoms: Any) -> np.ndarray:
@@ -275,19 +286,42 @@ def _as_array(geoms: Any) -> np.ndarray:
 def area_fraction(
     polygons: Any, geobox: Any, chunks: tuple[int, int] | None = None, dtype: str = "float32"
 ) -> da.Array:
-    """Fraction (0..1) of each cell covered by the union of ``polygons`` (exact intersection areas)."""
-    geoms = shapely.make_valid(_as_array(polygons))
-    return _tiled(geobox, chunks, _by_tile(geoms), _area_tile, dtype, "area-fraction")
+    """Fraction (0..1) of each cell covered by the union of ``polygons`` (exact).
+
+    Parameters
+    ----------
+    polygons
+        Shapely (multi)polygons in the grid CRS (invalid ones are repaired with ``make_valid``).
+    geobox
+        odc-geo GeoBox of the grid (axis-aligned).
+    chunks
+        ``(y, x)`` tile size of the result (default 512 x 512).
+    dtype
+        Output dtype.
+    """
+    shared = _shared(_with_tree, shapely.make_valid(_as_array(polygons)), name="polygons")
+    return _tiled(geobox, chunks, shared, _in_tile(_area_tile), dtype, "area-fraction")
 
 
 def length_density(
     lines: Any, geobox: Any, chunks: tuple[int, int] | None = None, dtype: str = "float32"
 ) -> da.Array:
-    """Metres of line per square metre of cell (``m m-2``), lines clipped exactly at cell edges."""
+    """Metres of line per square metre of cell (``m m-2``), lines cut exactly at cell edges.
+
+    Parameters are as for :func:`area_fraction`; ``lines`` are (multi)linestrings in the grid CRS,
+    whose linear unit is converted to metres. Raises :class:`RasterizeError` on a geographic grid.
+    """
     factor = linear_unit_to_metre(geobox)
-    geoms = _as_array(lines)
-    out = _tiled(geobox, chunks, _by_tile(geoms), _length_tile, "float64", "length-density")
+    shared = _shared(_with_tree, _as_array(lines), name="lines")
+    out = _tiled(geobox, chunks, shared, _in_tile(_length_tile), "float64", "length-density")
     return (out / factor).astype(dtype)
+
+
+def _points_in_tile(shared: tuple[np.ndarray, np.ndarray | None], tile: Tile) -> np.ndarray:
+    xy, vals = shared
+    xmin, ymin, xmax, ymax = _tile_box(tile)
+    sel = (xy[:, 0] >= xmin) & (xy[:, 0] <= xmax) & (xy[:, 1] >= ymin) & (xy[:, 1] <= ymax)
+    return _point_tile(xy[sel], None if vals is None else vals[sel], tile)
 
 
 def point_sum(
@@ -297,26 +331,31 @@ def point_sum(
     chunks: tuple[int, int] | None = None,
     dtype: str = "float32",
 ) -> da.Array:
-    """Number of points per cell, or the sum of ``values`` (one per point; NaN counts as 0) per cell."""
+    """Number of points per cell, or the sum of ``values`` (one per point; NaN counts as 0) per cell.
+
+    Parameters are as for :func:`area_fraction`; ``points`` are single points in the grid CRS.
+    """
     geoms = np.asarray(points, dtype=object).ravel()
     ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
     xy = shapely.get_coordinates(geoms[ok])
     if xy.shape[0] != int(ok.sum()):
         raise RasterizeError("point_sum needs single points (one coordinate per geometry)")
     vals = None if values is None else np.nan_to_num(np.asarray(values, dtype=float).ravel()[ok])
-    x, y = xy[:, 0], xy[:, 1]
+    shared = _shared(tuple, [xy, vals], name="points")
+    return _tiled(geobox, chunks, shared, _points_in_tile, dtype, "point-sum")
 
-    def select(bounds: tuple[float, float, float, float]) -> tuple[np.ndarray, np.ndarray | None]:
-        sel = (x >= bounds[0]) & (x <= bounds[2]) & (y >= bounds[1]) & (y <= bounds[3])
-        return xy[sel], None if vals is None else vals[sel]
 
-    return _tiled(geobox, chunks, select, _point_tile, dtype, "point-sum")
+def _nearest_trees(parts: np.ndarray, polygons: np.ndarray) -> tuple[shapely.STRtree, shapely.STRtree | None]:
+    return _with_tree(parts)[1], _with_tree(polygons)[1] if polygons.size else None
 
 
 def distance(
     features: Any, geobox: Any, chunks: tuple[int, int] | None = None, dtype: str = "float32"
 ) -> da.Array:
-    """Distance in metres from each cell centre to the nearest feature (0 inside polygons)."""
+    """Distance in metres from each cell centre to the nearest feature (0 inside polygons).
+
+    Parameters are as for :func:`area_fraction`; ``features`` are any geometries in the grid CRS.
+    """
     factor = linear_unit_to_metre(geobox)
     geoms = _as_array(features)
     if not geoms.size:
@@ -330,9 +369,8 @@ def distance(
     # nearest query over short boundary/line segments and points; a polygon tree only for "inside"
     linework = np.concatenate([shapely.boundary(polygons), geoms[~(polygonal | pointlike)]])
     parts = np.concatenate([shapely.get_parts(geoms[pointlike]), _segments(linework, step)])
-    delayed_tree = dask.delayed(shapely.STRtree, pure=False)
-    token = uuid.uuid4().hex
-    tree = delayed_tree(parts, dask_key_name=f"strtree-lines-{token}")
-    areas = delayed_tree(polygons, dask_key_name=f"strtree-areas-{token}") if polygons.size else None
-    out = _tiled(geobox, chunks, lambda _bounds: (tree, areas), _distance_tile, "float64", "distance")
+    shared = _shared(_nearest_trees, parts, polygons, name="features")
+    out = _tiled(
+        geobox, chunks, shared, lambda trees, tile: _distance_tile(*trees, tile), "float64", "distance"
+    )
     return (out * factor).astype(dtype)
