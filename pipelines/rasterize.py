@@ -3,7 +3,8 @@
 Every function takes an array of shapely geometries **already in the grid CRS** and an odc-geo
 ``GeoBox`` and returns a lazy ``dask.array`` of shape ``geobox.shape``, computed tile by tile
 (one dask task per ``chunks`` block), so a grid much larger than memory can be rasterized as long as
-the features themselves fit. Each task only receives the features whose bounding box meets its tile.
+the features themselves fit. The features and their STRtree are one shared dask value, computed once;
+each tile task works only on the features whose bounding box meets its tile.
 
 The operations are exact (no pixel-centre burning) and vectorised (NumPy over all boundary pieces):
 
