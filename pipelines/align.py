@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import uuid
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -100,8 +101,19 @@ def source_resolution_on_grid(src: GeoBox, dst: GeoBox) -> float:
     return float(np.sqrt(abs(rx * ry) / det))
 
 
-def _chunk_edges(size: int, chunk: int) -> list[tuple[int, int]]:
-    return [(s, min(s + chunk, size)) for s in range(0, size, chunk)]
+def _warp_block_shape(ny: int, nx: int, cy: int, cx: int, target: int = 1024) -> tuple[int, int]:
+    """Warp block: the grid chunk grown (by whole chunks) towards ``target`` pixels a side, keeping at
+    least two blocks per core. Fewer, larger GDAL calls cost less (each call builds its transformer),
+    and each block is cut into the grid's chunks afterwards (views, no copy)."""
+    ky, kx = max(1, target // cy), max(1, target // cx)
+    need = 2 * default_threads()
+    while (ky > 1 or kx > 1) and -(-ny // (ky * cy)) * -(-nx // (kx * cx)) < need:
+        ky, kx = max(1, ky // 2), max(1, kx // 2)
+    return min(ky * cy, ny), min(kx * cx, nx)
+
+
+def _chunk_edges(size: int, chunk: int, offset: int = 0) -> list[tuple[int, int]]:
+    return [(offset + s, offset + min(s + chunk, size)) for s in range(0, size, chunk)]
 
 
 def _lon_wrap(src: GeoBox) -> tuple[float, float] | None:
@@ -225,19 +237,23 @@ def _pole_pixels(src: GeoBox, dst: GeoBox) -> list[tuple[float, float, float]]:
 def _warp_block(
     src: np.ndarray,
     src_transform: Any,
-    src_crs: str,
+    src_crs: Any,
     dst_transform: Any,
     dst_shape: tuple[int, ...],
-    dst_crs: str,
+    dst_crs: Any,
     resampling: str,
     src_nodata: float | None,
     options: dict[str, Any],
+    window: tuple[tuple[slice, ...], tuple[int, int, int, int], int] | None = None,
 ) -> np.ndarray:
-    """Warp one source window into one output chunk with GDAL (NaN outside the source)."""
+    """Warp one source window into one output chunk with GDAL (NaN outside the source).
+
+    ``src`` is the window itself, or the whole in-memory source when ``window`` says where to cut.
+    """
     from rasterio.enums import Resampling
     from rasterio.warp import reproject
 
-    src = np.asarray(src)
+    src = np.asarray(src if window is None else _window(src, *window))
     if src.dtype.kind != "f" or src.dtype.itemsize < 4:
         src = src.astype("float32")
     dst = np.full(dst_shape, np.nan, dtype=src.dtype)
@@ -320,8 +336,13 @@ def reproject_to_grid(
     lead_dims = data.dims[:-2]
     chunks = dict(grid.chunks, **(chunks or {}))
     ny, nx = dst_gb.shape
-    ychunks = _chunk_edges(ny, min(chunks.get("y", 512), ny))
-    xchunks = _chunk_edges(nx, min(chunks.get("x", 512), nx))
+    cy, cx = min(chunks.get("y", 512), ny), min(chunks.get("x", 512), nx)
+    in_memory = not isinstance(data.data, da.Array)
+    # in-memory sources warp in larger blocks (fewer GDAL calls); lazy sources warp chunk by chunk, so
+    # that computing one chunk reads only the source blocks under it
+    wy, wx = _warp_block_shape(ny, nx, cy, cx) if in_memory else (cy, cx)
+    ychunks = _chunk_edges(ny, wy)
+    xchunks = _chunk_edges(nx, wx)
     pad = _KERNEL_PAD.get(resampling, 2)
     windows = _source_windows(src_gb, dst_gb, ychunks, xchunks, pad)
     if all(w is None for w in windows.values()):
@@ -348,26 +369,41 @@ def reproject_to_grid(
         else tuple((n,) for n in lead_shape)
     )
     lead_bounds = [np.concatenate([[0], np.cumsum(c)]) for c in lead_chunks]
-    src_crs, dst_crs = src_gb.crs.to_wkt(), dst_gb.crs.to_wkt()
+    from rasterio.crs import CRS as RioCRS
 
+    # parsed once: building GDAL's CRS from WKT in every task costs ~2 ms a call
+    src_crs, dst_crs = RioCRS.from_wkt(src_gb.crs.to_wkt()), RioCRS.from_wkt(dst_gb.crs.to_wkt())
+
+    # NumPy sources enter the graph once, by a unique name (hashing every window would cost more than the
+    # warp), and each task cuts its own window; dask sources are sliced lazily (only the blocks needed)
+    token = uuid.uuid4().hex
+    source = (
+        dask.delayed(np.asarray(arr), name=f"reproject-source-{token}", traverse=False) if in_memory else None
+    )
     blocks: dict[tuple[int, ...], Any] = {}
     for lead_idx in itertools.product(*(range(len(c)) for c in lead_chunks)):
         lead_sl = tuple(slice(int(b[i]), int(b[i + 1])) for b, i in zip(lead_bounds, lead_idx, strict=True))
         lead_sz = tuple(s.stop - s.start for s in lead_sl)
         for (iy, (y0, y1)), (ix, (x0, x1)) in itertools.product(enumerate(ychunks), enumerate(xchunks)):
             shape = lead_sz + (y1 - y0, x1 - x0)
+            parts = [  # the grid chunks inside this warp block: (grid chunk index, y slice, x slice)
+                ((gy0 // cy, gx0 // cx), slice(gy0 - y0, gy1 - y0), slice(gx0 - x0, gx1 - x0))
+                for gy0, gy1 in _chunk_edges(y1 - y0, cy, y0)
+                for gx0, gx1 in _chunk_edges(x1 - x0, cx, x0)
+            ]
             win = windows[(iy, ix)]
             if win is None:
-                blocks[lead_idx + (iy, ix)] = da.full(shape, np.nan, dtype=out_dtype)
+                for idx, ys, xs in parts:
+                    part_shape = lead_sz + (ys.stop - ys.start, xs.stop - xs.start)
+                    blocks[lead_idx + idx] = da.full(part_shape, np.nan, dtype=out_dtype)
                 continue
             r0, r1, c0, c1 = win
-            sub = arr[lead_sl + (slice(r0, r1), slice(c0, min(c1, src_nx)))]
-            if c1 > src_nx:  # a global geographic source read across its longitude seam
-                sub = _concat_x(sub, arr[lead_sl + (slice(r0, r1), slice(0, c1 - src_nx))])
+            sub = source if in_memory else _window(arr, lead_sl, win, src_nx)
             opts = options
             if wrap is not None:
                 opts = dict(options, CENTER_LONG=f"{(src_gb.affine * ((c0 + c1) / 2, 0))[0]:.12g}")
-            task = dask.delayed(_warp_block, pure=True)(
+            key = f"reproject-{token}-{'-'.join(map(str, lead_idx + (iy, ix)))}"
+            task = dask.delayed(_warp_block, pure=False)(
                 sub,
                 src_gb.affine * src_gb.affine.translation(c0, r0),
                 src_crs,
@@ -377,9 +413,13 @@ def reproject_to_grid(
                 resampling,
                 src_nodata,
                 opts,
+                window=(lead_sl, win, src_nx) if in_memory else None,
+                dask_key_name=key,
             )
-            blocks[lead_idx + (iy, ix)] = da.from_delayed(task, shape=shape, dtype=out_dtype)
-    nested = _nest(blocks, tuple(len(c) for c in lead_chunks) + (len(ychunks), len(xchunks)))
+            block = da.from_delayed(task, shape=shape, dtype=out_dtype, name=f"reproject-block-{key}")
+            for idx, ys, xs in parts:  # cut the warp block into the grid's chunks (views)
+                blocks[lead_idx + idx] = block if len(parts) == 1 else block[..., ys, xs]
+    nested = _nest(blocks, tuple(len(c) for c in lead_chunks) + (-(-ny // cy), -(-nx // cx)))
     out = da.block(nested)
 
     coords = {d: data.coords[d] for d in lead_dims if d in data.coords}
@@ -390,6 +430,15 @@ def reproject_to_grid(
     }
     result.attrs["grid_mapping"] = "spatial_ref"
     return result
+
+
+def _window(arr: Any, lead_sl: tuple[slice, ...], win: tuple[int, int, int, int], nx: int) -> Any:
+    """Source window ``rows r0:r1, cols c0:c1`` (columns past ``nx`` wrap around: a global source)."""
+    r0, r1, c0, c1 = win
+    sub = arr[lead_sl + (slice(r0, r1), slice(c0, min(c1, nx)))]
+    if c1 > nx:  # a global geographic source read across its longitude seam
+        sub = _concat_x(sub, arr[lead_sl + (slice(r0, r1), slice(0, c1 - nx))])
+    return sub
 
 
 def _concat_x(a: Any, b: Any) -> Any:
