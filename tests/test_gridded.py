@@ -272,6 +272,25 @@ def nc_lat0(path: Path) -> float:
         return float(nc["latitude"][0])
 
 
+def test_gridmet_unsigned_packed_descending_with_wkt_grid_mapping(shared_data) -> None:
+    """gridMET: uint16 (_Unsigned) packed, descending latitude, grid_mapping 'crs' holding a WKT."""
+    path = shared_file(shared_data, "climate/gridmet_tmmx_20190121.nc")
+    ds = open_gridded(path)
+    assert CRS.from_wkt(ds["spatial_ref"].attrs["crs_wkt"]).equals(
+        CRS.from_epsg(4326), ignore_axis_order=True
+    )
+    assert "crs" not in ds.dims and ds["y"].values[0] < ds["y"].values[-1]
+    with netCDF4.Dataset(path) as nc:  # netCDF4 applies _Unsigned, scale_factor and add_offset itself
+        lat, lon = np.asarray(nc["lat"][:], float), np.asarray(nc["lon"][:], float)
+        jj, ii = 300, 700
+        ref = float(nc["air_temperature"][jj, ii])
+    assert 230.0 < ref < 320.0  # a plausible daily maximum in K (not a wrapped negative int16)
+    grid = _centred_grid("EPSG:4326", lon[ii], lat[jj], 1.0 / 24.0)
+    out = load(_source(path, {"tmax": {"name": "air_temperature"}}), grid)["tmax"]
+    assert float(out[3, 3]) == pytest.approx(ref, abs=1e-3)
+    assert out.attrs["units"] == "K" and "standard_name" not in out.attrs  # 'tmmx' is not a CF name
+
+
 # ------------------------------------------------------------------------------- CF time
 def _write_cf(
     path: Path, times: np.ndarray, units: str, calendar: str, data: np.ndarray | None = None
