@@ -542,3 +542,31 @@ def test_osm_buildings_agree_with_pyosmium(shared_data):
     ).compute()
     assert len(reference) == len(open_vector(path, "multipolygons", "building.notna()"))
     assert float(ds["b"].astype(float).sum()) * 400.0 == pytest.approx(reference.area.sum(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("crs", "bounds", "lons", "lats"),
+    [
+        (
+            "EPSG:3413",
+            (-1_000_000, -1_000_000, 1_000_000, 1_000_000),
+            (-180, 180),
+            (80, 90),
+        ),  # holds the pole
+        ("EPSG:32660", (600_000, 5_500_000, 900_000, 5_800_000), (175, 185), (49, 53)),  # across 180°
+    ],
+)
+def test_points_on_polar_and_antimeridian_grids(tmp_path, crs, bounds, lons, lats):
+    rng = np.random.default_rng(3)
+    lon, lat = rng.uniform(*lons, 800), rng.uniform(*lats, 800)
+    lon, w = np.where(lon > 180, lon - 360, lon), rng.uniform(1, 2, 800)
+    path = tmp_path / "pts.csv"
+    pd.DataFrame({"longitude": lon, "latitude": lat, "w": w}).to_csv(path, index=False)
+    grid = make_grid(crs=crs, bounds=bounds, res=(bounds[2] - bounds[0]) / 40, chunks={"y": 16, "x": 16})
+    variables = {"n": {"method": "count"}, "w": {"method": "sum", "attribute": "w", "units": "1"}}
+    ds = load_source(source(path, variables), grid).compute()
+    x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(lon, lat)
+    inside = (x >= bounds[0]) & (x < bounds[2]) & (y > bounds[1]) & (y <= bounds[3])
+    assert 50 < inside.sum() < 800
+    assert int(ds["n"].sum()) == inside.sum()
+    assert float(ds["w"].astype(float).sum()) == pytest.approx(w[inside].sum(), rel=1e-6)
