@@ -17,7 +17,7 @@ Variable methods (``VariableSpec.method``) and their units:
 ==================  ========================================================  ==============
 
 Source options: ``layer`` (layer name; for OSM files the default follows the method: ``multipolygons``
-for area_fraction, ``lines`` for length_density, ``points`` for count/sum), ``lon``/``lat`` (column
+for area_fraction, ``lines`` for length_density and distance, ``points`` for count/sum), ``lon``/``lat`` (column
 names of a CSV point table; ``longitude``/``latitude``, ``lon``/``lat`` or ``x``/``y`` are found by
 default), ``crs`` (the CRS of the features when the file has none or a wrong one; CSV default
 EPSG:4326) and ``osm_tags`` (OSM tags to lift out of GDAL's ``other_tags`` column into columns usable
@@ -52,7 +52,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 OPTIONS = {"layer", "lon", "lat", "crs", "osm_tags"}
 UNITS = {"area_fraction": "1", "length_density": "m m-2", "count": "1", "distance": "m"}
-OSM_LAYERS = {"area_fraction": "multipolygons", "length_density": "lines", "count": "points", "sum": "points"}
+OSM_LAYERS = {
+    "area_fraction": "multipolygons",
+    "length_density": "lines",
+    "count": "points",
+    "sum": "points",
+    "distance": "lines",
+}
 GEOM_TYPES = {
     "area_fraction": {"Polygon", "MultiPolygon"},
     "length_density": {"LineString", "MultiLineString", "LinearRing"},
@@ -366,6 +372,7 @@ def rasterize_variable(
         if bad.any():
             example = gdf[spec.attribute][bad].iloc[0]
             raise SourceError(f"{what}: attribute {spec.attribute!r} must be numeric, found {example!r}")
+        gdf = gdf.assign(_geotwin_value=values.to_numpy())
     _check_geometry(gdf, method, what)
     gdf = _to_grid(gdf, grid, method, what)
     if method in ("count", "sum"):
@@ -385,7 +392,7 @@ def rasterize_variable(
         elif method == "distance":
             data = rasterize.distance(geoms, grid.geobox, chunks)
         else:
-            weights = None if values is None else values.loc[gdf.index].to_numpy()
+            weights = None if values is None else gdf["_geotwin_value"].to_numpy()
             data = rasterize.point_sum(geoms, grid.geobox, weights, chunks)
     except rasterize.RasterizeError as err:
         raise SourceError(f"{what}: variable {name!r}: {err}") from None
