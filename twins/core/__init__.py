@@ -1,7 +1,7 @@
 """Shared JAX building blocks for the twins.
 
 - :mod:`twins.core.interp`: regular-grid geometry, bilinear-in-space / linear-in-time sampling of a
-  stacked ``(time, y, x, channel)`` forcing array;
+  stacked ``(time, channel, y, x)`` forcing array;
 - :mod:`twins.core.integrate`: Euler / RK2 / RK4 step factories for position pytrees;
 - :mod:`twins.core.units`: physical constants (SI) and unit helpers.
 
@@ -10,12 +10,22 @@ Everything here imports only JAX/NumPy (and pandas for parsing durations) and is
 
 from __future__ import annotations
 
-from .integrate import SCHEMES, euler, make_step, rk2, rk4
-from .interp import GridSpec, bilinear, field_at_time, fractional_index, inside, sample, time_weights
+from .integrate import SCHEMES, STAGE_FRACTIONS, euler, make_step, rk2, rk4
+from .interp import (
+    GridSpec,
+    bilinear,
+    field_at_time,
+    fractional_index,
+    inside,
+    sample,
+    sample_snapshot,
+    time_weights,
+)
 from .units import DAY_S, EARTH_RADIUS_M, G_M_S2, HOUR_S, OMEGA_EARTH_RAD_S, coriolis_parameter, to_seconds
 
 __all__ = [
     "SCHEMES",
+    "STAGE_FRACTIONS",
     "DAY_S",
     "EARTH_RADIUS_M",
     "G_M_S2",
@@ -32,6 +42,7 @@ __all__ = [
     "rk2",
     "rk4",
     "sample",
+    "sample_snapshot",
     "time_weights",
     "to_seconds",
 ]

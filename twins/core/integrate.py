@@ -1,7 +1,10 @@
 """Explicit integrators as step factories for particle positions.
 
-A *velocity function* ``vel(pos, t) -> dpos/dt`` maps a position pytree (e.g. ``(x, y)`` arrays) and a
-scalar time to a pytree of rates of the same structure. :func:`make_step` turns it into a pure
+A *velocity function* ``vel(pos, t, c) -> dpos/dt`` maps a position pytree (e.g. ``(x, y)`` arrays),
+the stage time ``t = t0 + c dt`` and the *static* stage fraction ``c`` (a Python float: 0, 0.5 or 1)
+to a pytree of rates of the same structure. ``c`` lets a caller evaluate time-dependent forcing once
+per distinct stage time and reuse it (RK4 has three distinct stage times, not four); simple velocity
+functions ignore it. :func:`make_step` turns it into a pure
 ``step(pos, t, dt) -> pos`` using the chosen scheme; twins close over their forcing and parameters
 inside ``vel`` and run the step in a ``jax.lax.scan``.
 
@@ -18,6 +21,8 @@ import jax
 
 VelocityFn = Callable[[Any, Any], Any]
 SCHEMES = ("euler", "rk2", "rk4")
+#: The distinct stage fractions ``c`` each scheme evaluates.
+STAGE_FRACTIONS = {"euler": (0.0,), "rk2": (0.0, 0.5), "rk4": (0.0, 0.5, 1.0)}
 
 
 def _axpy(a: Any, x: Any, y: Any) -> Any:
@@ -27,22 +32,22 @@ def _axpy(a: Any, x: Any, y: Any) -> Any:
 
 def euler(vel: VelocityFn, pos: Any, t: Any, dt: Any) -> Any:
     """Forward Euler: ``pos + dt * vel(pos, t)``."""
-    return _axpy(dt, vel(pos, t), pos)
+    return _axpy(dt, vel(pos, t, 0.0), pos)
 
 
 def rk2(vel: VelocityFn, pos: Any, t: Any, dt: Any) -> Any:
     """Explicit midpoint rule (2nd order)."""
-    k1 = vel(pos, t)
-    k2 = vel(_axpy(0.5 * dt, k1, pos), t + 0.5 * dt)
+    k1 = vel(pos, t, 0.0)
+    k2 = vel(_axpy(0.5 * dt, k1, pos), t + 0.5 * dt, 0.5)
     return _axpy(dt, k2, pos)
 
 
 def rk4(vel: VelocityFn, pos: Any, t: Any, dt: Any) -> Any:
     """Classical 4th-order Runge-Kutta."""
-    k1 = vel(pos, t)
-    k2 = vel(_axpy(0.5 * dt, k1, pos), t + 0.5 * dt)
-    k3 = vel(_axpy(0.5 * dt, k2, pos), t + 0.5 * dt)
-    k4 = vel(_axpy(dt, k3, pos), t + dt)
+    k1 = vel(pos, t, 0.0)
+    k2 = vel(_axpy(0.5 * dt, k1, pos), t + 0.5 * dt, 0.5)
+    k3 = vel(_axpy(0.5 * dt, k2, pos), t + 0.5 * dt, 0.5)
+    k4 = vel(_axpy(dt, k3, pos), t + dt, 1.0)
     incr = jax.tree.map(lambda a, b, c, d: (a + 2.0 * b + 2.0 * c + d) / 6.0, k1, k2, k3, k4)
     return _axpy(dt, incr, pos)
 

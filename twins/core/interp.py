@@ -1,9 +1,10 @@
 """Interpolation of gridded forcing at particle positions: bilinear in space, linear in time.
 
-The fields of a twin live in one array ``fields`` of shape ``(nt, ny, nx, nv)`` (time, rows, columns,
-channels) on a regular grid described by :class:`GridSpec`. Stacking the channels last means one
-gather per cell corner returns every variable a kernel needs, which is what makes these kernels fast
-on CPU and GPU alike. Missing values must be replaced before they reach JAX (see the twin adapters):
+The fields of a twin live in one array ``fields`` of shape ``(nt, nv, ny, nx)`` (time, channels, rows,
+columns) on a regular grid described by :class:`GridSpec`. Time interpolation takes two contiguous
+``(nv, ny, nx)`` slices (``dynamic_slice``, cheap inside ``lax.scan``); each cell corner is then one
+1-D gather per channel, which measured 2-3x faster on CPU than gathering ``nv``-vectors of a
+channel-last layout. Missing values must be replaced before they reach JAX (see the twin adapters):
 the kernels carry a ``wet`` channel (1 in the water, 0 on land or where the forcing is missing).
 
 All functions are pure JAX and work for any float dtype (float32 by default, float64 under x64).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jax import Array
 
@@ -66,53 +68,57 @@ def time_weights(times: Array, t: Array | float) -> tuple[Array, Array]:
 
 
 def field_at_time(fields: Array, times: Array, t: Array | float) -> Array:
-    """Linear-in-time slice ``(ny, nx, nv)`` of ``fields`` ``(nt, ny, nx, nv)`` at scalar time ``t``."""
+    """Linear-in-time slice ``(nv, ny, nx)`` of ``fields`` ``(nt, nv, ny, nx)`` at scalar time ``t``."""
     if fields.shape[0] == 1:
         return fields[0]
     i, w = time_weights(times, t)
-    f0 = jnp.take(fields, i, axis=0)
-    f1 = jnp.take(fields, i + 1, axis=0)
+    f0 = jax.lax.dynamic_index_in_dim(fields, i, axis=0, keepdims=False)
+    f1 = jax.lax.dynamic_index_in_dim(fields, i + 1, axis=0, keepdims=False)
     return f0 + w * (f1 - f0)
 
 
 def bilinear(field: Array, gx: Array, gy: Array) -> Array:
-    """Bilinear interpolation of ``field`` ``(ny, nx, nv)`` at fractional indices ``gx``, ``gy`` ``(n,)``.
+    """Bilinear interpolation of ``field`` ``(nv, ny, nx)`` at fractional indices ``gx``, ``gy`` ``(n,)``.
 
-    Returns ``(n, nv)``. Indices are clamped to the grid, so points outside get the edge values;
+    Returns ``(nv, n)``. Indices are clamped to the grid, so points outside get the edge values;
     test :func:`inside` to flag them.
     """
-    ny, nx = field.shape[0], field.shape[1]
+    nv, ny, nx = field.shape
     gx = jnp.clip(gx, 0.0, nx - 1.0)
     gy = jnp.clip(gy, 0.0, ny - 1.0)
     ix = jnp.clip(jnp.floor(gx).astype(jnp.int32), 0, max(nx - 2, 0))
     iy = jnp.clip(jnp.floor(gy).astype(jnp.int32), 0, max(ny - 2, 0))
-    fx = (gx - ix)[:, None]
-    fy = (gy - iy)[:, None]
-    flat = field.reshape(ny * nx, -1)
+    fx = gx - ix
+    fy = gy - iy
+    flat = field.reshape(nv, ny * nx)
     k = iy * nx + ix
     sx = 1 if nx > 1 else 0
     sy = nx if ny > 1 else 0
-    f00 = flat.at[k].get(mode="promise_in_bounds")
-    f01 = flat.at[k + sx].get(mode="promise_in_bounds")
-    f10 = flat.at[k + sy].get(mode="promise_in_bounds")
-    f11 = flat.at[k + sx + sy].get(mode="promise_in_bounds")
+    f00 = flat.at[:, k].get(mode="promise_in_bounds")
+    f01 = flat.at[:, k + sx].get(mode="promise_in_bounds")
+    f10 = flat.at[:, k + sy].get(mode="promise_in_bounds")
+    f11 = flat.at[:, k + sx + sy].get(mode="promise_in_bounds")
     top = f00 + fx * (f01 - f00)
     bottom = f10 + fx * (f11 - f10)
     return top + fy * (bottom - top)
 
 
+def sample_snapshot(field: Array, grid: GridSpec, x: Array, y: Array) -> tuple[Array, Array]:
+    """Sample one time slice ``field`` ``(nv, ny, nx)`` at ``(x, y)``: ``(values (nv, n), inside (n,))``."""
+    gx, gy = fractional_index(grid, x, y)
+    return bilinear(field, gx, gy), inside(gx, gy, field.shape[2], field.shape[1])
+
+
 def sample(
     fields: Array, times: Array, grid: GridSpec, x: Array, y: Array, t: Array | float
 ) -> tuple[Array, Array]:
-    """Sample ``fields`` ``(nt, ny, nx, nv)`` at points ``(x, y)`` and time ``t``.
+    """Sample ``fields`` ``(nt, nv, ny, nx)`` at points ``(x, y)`` and time ``t``.
 
     Returns
     -------
     values
-        ``(n, nv)`` bilinear-in-space, linear-in-time values.
+        ``(nv, n)`` bilinear-in-space, linear-in-time values.
     ok
         ``(n,)`` boolean, True where the point is inside the grid.
     """
-    gx, gy = fractional_index(grid, x, y)
-    ny, nx = fields.shape[1], fields.shape[2]
-    return bilinear(field_at_time(fields, times, t), gx, gy), inside(gx, gy, nx, ny)
+    return sample_snapshot(field_at_time(fields, times, t), grid, x, y)

@@ -164,7 +164,7 @@ def forcing_arrays(
 ) -> tuple[dict[str, Any], tuple[str, ...], ForcingMeta]:
     """Turn a forcing cube into NumPy arrays for :class:`twins.ice.kernel.Forcing`.
 
-    Returns ``({"fields": (nt, ny, nx, nv), "times": (nt,) s, "grid": (x0, y0, dx, dy)}, channels, meta)``.
+    Returns ``({"fields": (nt, nv, ny, nx), "times": (nt,) s, "grid": (x0, y0, dx, dy)}, channels, meta)``.
     Arrays keep the cube's float dtype (float32 or float64).
 
     Raises
@@ -242,7 +242,7 @@ def forcing_arrays(
     for name in GEOMETRY_CHANNELS[1:] + (INERTIAL_CHANNELS if inertial else ()):
         out.append(np.broadcast_to(geom[name].astype(dtype), (nt, ny, nx)))
         names.append(name)
-    fields = np.stack(out, axis=-1)
+    fields = np.stack(out, axis=1)  # (nt, nv, ny, nx): channel-major, see twins.core.interp
     tsec = ((times - times[0]) / np.timedelta64(1, "s")).astype(dtype)
     ref = ds["spatial_ref"]
     meta = ForcingMeta(crs=crs, x=x, y=y, t0=times[0], times=times, spatial_ref=ref)

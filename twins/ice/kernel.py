@@ -1,6 +1,6 @@
 """The ice-drift time stepper: particle pytree, pure ``step(state, forcing, params)``, ``lax.scan`` loop.
 
-Only JAX is imported. The forcing is a stacked ``(nt, ny, nx, nv)`` array whose channel names (a
+Only JAX is imported. The forcing is a stacked ``(nt, nv, ny, nx)`` array whose channel names (a
 static tuple) are chosen by :mod:`twins.ice.adapter`; besides the physical variables it always holds
 ``wet`` (1 water, 0 land/missing), ``f`` (Coriolis parameter, s-1) and the local Jacobian of the map
 ``jex, jey, jnx, jny``: grid units per metre moved east (``je*``) and north (``jn*``). Velocities in
@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from twins.core import GridSpec, make_step, sample
+from twins.core import STAGE_FRACTIONS, GridSpec, field_at_time, make_step, sample_snapshot
 
 from .physics import (
     Config,
@@ -46,7 +46,7 @@ ACTIVE, STRANDED, OUTSIDE, NOT_RELEASED = 0, 1, 2, 3
 
 
 class Forcing(NamedTuple):
-    """Forcing arrays: ``fields`` ``(nt, ny, nx, nv)``, ``times`` ``(nt,)`` seconds since the start, grid."""
+    """Forcing arrays: ``fields`` ``(nt, nv, ny, nx)``, ``times`` ``(nt,)`` seconds since the start, grid."""
 
     fields: Array
     times: Array
@@ -66,11 +66,16 @@ class Particles(NamedTuple):
 
 
 def sample_env(
-    forcing: Forcing, channels: tuple[str, ...], x: Array, y: Array, t: Array
+    snapshot: Array, grid: GridSpec, channels: tuple[str, ...], x: Array, y: Array
 ) -> tuple[dict, Array]:
-    """Forcing at the particles as ``{channel: (n,)}`` and the inside-grid flag."""
-    vals, ok = sample(forcing.fields, forcing.times, forcing.grid, x, y, t)
-    return {name: vals[:, i] for i, name in enumerate(channels)}, ok
+    """Forcing snapshot ``(nv, ny, nx)`` at the particles as ``{channel: (n,)}`` and the inside flag."""
+    vals, ok = sample_snapshot(snapshot, grid, x, y)
+    return {name: vals[i] for i, name in enumerate(channels)}, ok
+
+
+def snapshots(forcing: Forcing, t: Array, dt: float, fractions: tuple[float, ...]) -> dict[float, Array]:
+    """Forcing interpolated to ``t + c dt`` for each static stage fraction ``c`` (once per step)."""
+    return {c: field_at_time(forcing.fields, forcing.times, t + c * dt) for c in fractions}
 
 
 def grid_rate(env: Mapping[str, Array], u: Array) -> tuple[Array, Array]:
@@ -80,10 +85,10 @@ def grid_rate(env: Mapping[str, Array], u: Array) -> tuple[Array, Array]:
 
 
 def _finish(
-    state: Particles, xn: Array, yn: Array, un: Array, vn: Array, forcing: Forcing, channels, dt
+    state: Particles, xn: Array, yn: Array, un: Array, vn: Array, snap1: Array, grid: GridSpec, channels, dt
 ) -> Particles:
     t1 = state.t + dt
-    env, ok = sample_env(forcing, channels, xn, yn, t1)
+    env, ok = sample_env(snap1, grid, channels, xn, yn)
     active = state.status == ACTIVE
     wet = env["wet"] >= 0.5
     moved = active & ok & wet
@@ -106,16 +111,20 @@ def make_stepper(cfg: Config, channels: tuple[str, ...], dt: float) -> Any:
     inertial = cfg.model == "iceberg" or (cfg.model == "sea_ice" and cfg.dynamics == "inertial")
 
     if not inertial:
+        fractions = tuple(sorted(set(STAGE_FRACTIONS.get(cfg.scheme, ())) | {1.0}))
 
         def step(
             state: Particles, forcing: Forcing, params: IceParams, props: Mapping[str, Array]
         ) -> Particles:
-            def vel(pos, t):
-                env, _ = sample_env(forcing, channels, pos[0], pos[1], t)
+            snaps = snapshots(forcing, state.t, dt, fractions)
+
+            def vel(pos, t, c):
+                env, _ = sample_env(snaps[c], forcing.grid, channels, pos[0], pos[1])
                 return grid_rate(env, steady_velocity(env, params, cfg))
 
             xn, yn = make_step(vel, cfg.scheme)((state.x, state.y), state.t, dt)
-            return _finish(state, xn, yn, jnp.zeros_like(xn), jnp.zeros_like(xn), forcing, channels, dt)
+            zero = jnp.zeros_like(xn)
+            return _finish(state, xn, yn, zero, zero, snaps[1.0], forcing.grid, channels, dt)
 
         return step
 
@@ -127,13 +136,14 @@ def make_stepper(cfg: Config, channels: tuple[str, ...], dt: float) -> Any:
 
     def step(state: Particles, forcing: Forcing, params: IceParams, props: Mapping[str, Array]) -> Particles:
         u0 = as_complex(state.u, state.v)
-        env0, _ = sample_env(forcing, channels, state.x, state.y, state.t)
+        snaps = snapshots(forcing, state.t, dt, (0.0, 1.0))
+        env0, _ = sample_env(snaps[0.0], forcing.grid, channels, state.x, state.y)
         k0, s0, m0, lock0, vi0 = system(env0, u0, params, props)
         u1, d1 = exp_update(u0, k0, s0, m0, dt)
         u1 = jnp.where(lock0, vi0, u1)
         d1 = jnp.where(lock0, vi0 * dt, d1)
         rx, ry = grid_rate(env0, d1)
-        env1, _ = sample_env(forcing, channels, state.x + rx, state.y + ry, state.t + dt)
+        env1, _ = sample_env(snaps[1.0], forcing.grid, channels, state.x + rx, state.y + ry)
         k1, s1, m1, lock1, vi1 = system(env1, u1, params, props)
         u2, d2 = exp_update(u0, 0.5 * (k0 + k1), 0.5 * (s0 + s1), 0.5 * (m0 + m1), dt)
         lock = lock0 & lock1
@@ -144,7 +154,7 @@ def make_stepper(cfg: Config, channels: tuple[str, ...], dt: float) -> Any:
         jx1, jy1 = grid_rate(env1, d2)
         xn = state.x + 0.5 * (jx0 + jx1)
         yn = state.y + 0.5 * (jy0 + jy1)
-        return _finish(state, xn, yn, jnp.real(u2), jnp.imag(u2), forcing, channels, dt)
+        return _finish(state, xn, yn, jnp.real(u2), jnp.imag(u2), snaps[1.0], forcing.grid, channels, dt)
 
     return step
 

@@ -1,0 +1,310 @@
+"""Ice drift twin benchmark: particle-steps per second against OpenDrift and Parcels on the same forcing.
+
+Forcing: an analytic 200 x 200 lon/lat grid (20-40E, 74-79N), 49 hourly fields of surface current,
+10 m wind, sea-ice concentration and thickness, written once to a CF NetCDF file (read by OpenDrift
+and Parcels) and turned into a geotwin cube (read by the twin). Every run does 48 hourly steps.
+
+- geotwin ``sea_ice`` (steady free drift per RK4 stage), ``passive`` (RK4 + 2 % wind drift) and
+  ``iceberg`` (inertial OpenBerg/Keghouche physics), N particles, one jitted call (compile excluded:
+  the second call is timed), then one ensemble (members x 10,000 particles) in one vmapped call;
+- peers, each in a fresh process: OpenDrift OceanDrift (RK4 + 2 % wind drift), Parcels AdvectionRK4
+  and OpenDrift OpenBerg (roll-over off), on fewer particles (their cost is linear in N);
+- ratios are rates measured in this run; agreement: median distance between the end positions of the
+  same seeds (geotwin passive vs OceanDrift, geotwin iceberg without added mass vs OpenBerg).
+
+The last line printed is one JSON object. ``--quick`` shrinks the peer runs and the ensemble.
+There is no device-specific code: JAX runs on whatever ``jax.devices()[0]`` is (printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+NX = NY = 200
+LON0, LAT0, DLON, DLAT = 20.0, 74.0, 0.1, 0.025
+T0 = np.datetime64("2016-02-01T00:00:00", "ns")
+STEPS = 48
+
+
+def _fields() -> dict[str, np.ndarray]:
+    lon = LON0 + DLON * (np.arange(NX) + 0.5)
+    lat = LAT0 + DLAT * (np.arange(NY) + 0.5)
+    th = np.arange(STEPS + 1)[:, None, None] * 3600.0
+    lo, la = np.meshgrid(lon, lat)
+    lo, la = lo[None], la[None]
+    day = 2 * np.pi * th / 86400.0
+    return {
+        "lon": lon,
+        "lat": lat,
+        "uo": 0.15 * np.sin(2 * np.pi * (la - LAT0) / 2.5) + 0.05 * np.cos(day),
+        "vo": 0.10 * np.cos(2 * np.pi * (lo - LON0) / 10.0) + 0.05 * np.sin(day),
+        "u10": 6.0 + 3.0 * np.sin(day + lo / 10.0) + 0 * la,
+        "v10": -4.0 + 2.0 * np.cos(day + la / 3.0) + 0 * lo,
+        "sic": np.clip((la - LAT0) / 3.0, 0.0, 1.0) + 0 * th,
+        "hi": 0.5 + 1.0 * np.clip((la - LAT0) / 3.0, 0.0, 1.0) + 0 * th,
+    }
+
+
+def write_netcdf(path: Path) -> None:
+    """The forcing as a CF NetCDF file (lon/lat grid: x/y components are east/north)."""
+    f = _fields()
+    times = T0 + np.arange(STEPS + 1) * np.timedelta64(3600, "s")
+    dims = ("time", "lat", "lon")
+    std = {
+        "uo": "x_sea_water_velocity",
+        "vo": "y_sea_water_velocity",
+        "u10": "x_wind",
+        "v10": "y_wind",
+        "sic": "sea_ice_area_fraction",
+        "hi": "sea_ice_thickness",
+    }
+    data = {k: (dims, f[k].astype("float32"), {"standard_name": s, "units": "1" if k == "sic" else ("m" if k == "hi" else "m s-1")}) for k, s in std.items()}
+    ds = xr.Dataset(
+        data,
+        coords={
+            "time": ("time", times),
+            "lat": ("lat", f["lat"], {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"}),
+            "lon": ("lon", f["lon"], {"standard_name": "longitude", "units": "degrees_east", "axis": "X"}),
+        },
+    )
+    ds.to_netcdf(path)
+
+
+def forcing_cube() -> xr.Dataset:
+    """The same forcing as a geotwin cube (EPSG:4326, north-up)."""
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+
+    from pipelines.cube import make_cube
+
+    f = _fields()
+    gbox = GeoBox((NY, NX), Affine(DLON, 0.0, LON0, 0.0, -DLAT, LAT0 + NY * DLAT), "EPSG:4326")
+    times = T0 + np.arange(STEPS + 1) * np.timedelta64(3600, "s")
+    names = {"uo": "uo", "vo": "vo", "u10": "u10", "v10": "v10", "sic": "sea_ice_concentration", "hi": "sea_ice_thickness"}
+    units = {"sic": "1", "hi": "m"}
+    data = {
+        name: xr.DataArray(
+            f[k][:, ::-1, :].astype("float32"),  # north-up rows
+            dims=("time", "y", "x"),
+            coords={"time": times},
+            attrs={"units": units.get(k, "m s-1"), "long_name": name},
+        )
+        for k, name in names.items()
+    }
+    return make_cube(data, gbox)
+
+
+def seeds(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"lon": rng.uniform(26.0, 34.0, n), "lat": rng.uniform(75.5, 77.5, n)})
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ---------------------------------------------------------------- peers (each in its own process)
+
+
+def _peer(kind: str, nc: str, n: int, queue: mp.Queue) -> None:
+    try:
+        queue.put(_PEERS[kind](nc, n))
+    except Exception as err:  # report, do not hang the benchmark
+        queue.put({"error": f"{type(err).__name__}: {err}"})
+
+
+def _opendrift(model_name: str, nc: str, n: int) -> dict:
+    import logging
+
+    logging.disable(logging.WARNING)
+    from opendrift.readers import reader_netCDF_CF_generic
+
+    s = seeds(n)
+    if model_name == "oceandrift":
+        from opendrift.models.oceandrift import OceanDrift
+
+        o = OceanDrift(loglevel=50)
+        o.set_config("drift:advection_scheme", "runge-kutta4")
+        kw = {"wind_drift_factor": 0.02}
+    else:
+        from opendrift.models.openberg import OpenBerg
+
+        o = OpenBerg(loglevel=50)
+        o.set_config("processes:roll_over", False)
+        o.set_config("processes:grounding", False)
+        kw = {}
+    o.set_config("general:use_auto_landmask", False)
+    o.set_config("environment:fallback:land_binary_mask", 0)
+    o.add_reader(reader_netCDF_CF_generic.Reader(nc))
+    o.seed_elements(lon=s["lon"].values, lat=s["lat"].values, time=pd.Timestamp(T0).to_pydatetime(), **kw)
+    t = time.perf_counter()
+    o.run(steps=STEPS, time_step=3600, time_step_output=3600)
+    el = time.perf_counter() - t
+    lon = np.asarray(o.result.lon.isel(time=-1).values)
+    lat = np.asarray(o.result.lat.isel(time=-1).values)
+    return {"psteps_per_s": n * STEPS / el, "seconds": el, "n": n, "lon": lon.tolist(), "lat": lat.tolist(), "peak_rss_mb": _rss_mb()}
+
+
+def _parcels(nc: str, n: int) -> dict:
+    import logging
+
+    import parcels
+
+    logging.disable(logging.WARNING)
+    ds = xr.open_dataset(nc).load()
+    sg = parcels.convert.copernicusmarine_to_sgrid(
+        fields={"U": ds["uo"].expand_dims(depth=[0.0], axis=1), "V": ds["vo"].expand_dims(depth=[0.0], axis=1)}
+    )
+    fs = parcels.FieldSet.from_sgrid_conventions(sg, mesh="spherical")
+    s = seeds(n)
+    pset = parcels.ParticleSet(fs, pclass=parcels.Particle, x=s["lon"].values, y=s["lat"].values, z=np.zeros(n), t=np.full(n, T0))
+    t = time.perf_counter()
+    pset.execute(parcels.kernels.AdvectionRK4, dt=np.timedelta64(3600, "s"), runtime=np.timedelta64(STEPS, "h"), verbose_progress=False)
+    el = time.perf_counter() - t
+    return {"psteps_per_s": n * STEPS / el, "seconds": el, "n": n, "peak_rss_mb": _rss_mb(), "version": parcels.__version__}
+
+
+_PEERS = {
+    "oceandrift": lambda nc, n: _opendrift("oceandrift", nc, n),
+    "openberg": lambda nc, n: _opendrift("openberg", nc, n),
+    "parcels": _parcels,
+}
+
+
+def run_peer(kind: str, nc: Path, n: int, timeout: float = 900.0) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_peer, args=(kind, str(nc), n, queue))
+    proc.start()
+    try:
+        out = queue.get(timeout=timeout)
+    except Exception as err:
+        out = {"error": f"no result: {err}"}
+    proc.join(5)
+    if proc.is_alive():
+        proc.terminate()
+    return out
+
+
+# ---------------------------------------------------------------- geotwin
+
+
+def time_geotwin(cube: xr.Dataset, table: pd.DataFrame, model: str, members: int = 1, params: dict | None = None) -> dict:
+    import jax
+
+    from twins.ice.simulate import prepare, run_prepared
+
+    prep = prepare(cube, table, model=model, duration=STEPS * 3600, dt=3600, members=members, params=params)
+    t = time.perf_counter()
+    jax.block_until_ready(run_prepared(prep))
+    compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    final, _ = jax.block_until_ready(run_prepared(prep))
+    el = time.perf_counter() - t
+    n = len(table) * members
+    lon, lat = prep.meta.to_lonlat(np.asarray(final.x)[0], np.asarray(final.y)[0])
+    return {"psteps_per_s": n * STEPS / el, "seconds": el, "first_call_s": compile_s, "n": n, "lon": lon, "lat": lat}
+
+
+def median_distance_m(lon1, lat1, lon2, lat2) -> float:
+    from pyproj import Geod
+
+    _, _, d = Geod(ellps="WGS84").inv(np.asarray(lon1), np.asarray(lat1), np.asarray(lon2), np.asarray(lat2))
+    return float(np.nanmedian(d))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small peer runs and ensemble (about 1 minute)")
+    ap.add_argument("--particles", type=int, default=100_000, help="geotwin particles (default 100,000)")
+    ap.add_argument("--peer-particles", type=int, default=None, help="OceanDrift/Parcels particles (default 10,000; quick 2,000)")
+    ap.add_argument("--members", type=int, default=None, help="ensemble members x 10,000 particles (default 100; quick 10)")
+    ap.add_argument("--no-peers", action="store_true", help="geotwin only")
+    args = ap.parse_args(argv)
+    import jax
+
+    dev = jax.devices()[0]
+    device = f"{dev.platform}:{getattr(dev, 'device_kind', '')}"
+    print(f"device: {device} ({len(jax.devices())} visible)", flush=True)
+    peer_n = args.peer_particles or (2_000 if args.quick else 10_000)
+    members = args.members or (10 if args.quick else 100)
+
+    cube = forcing_cube()
+    table = seeds(args.particles)
+    res = {}
+    for model, params in (("sea_ice", None), ("passive", {"wind_drift_factor": 0.02}), ("iceberg", None)):
+        res[model] = time_geotwin(cube, table, model, params=params)
+        print(f"geotwin {model:8s}: {res[model]['psteps_per_s'] / 1e6:8.2f} M particle-steps/s ({res[model]['seconds']:.2f} s; first call {res[model]['first_call_s']:.1f} s)", flush=True)
+    ens = time_geotwin(cube, seeds(10_000, 1), "sea_ice", members=members, params={"perturb_position_m": 2000.0})
+    print(f"geotwin ensemble {members} x 10,000: {ens['psteps_per_s'] / 1e6:.2f} M particle-steps/s ({ens['seconds']:.2f} s, one vmapped call)", flush=True)
+    t = time.perf_counter()
+    from twins.ice import simulate
+
+    simulate(cube, seeds(10_000), model="sea_ice", duration=STEPS * 3600, dt=3600)
+    e2e = time.perf_counter() - t
+    peak = _rss_mb()
+    print(f"geotwin simulate() end to end, 10,000 particles incl. cube output: {e2e:.2f} s; peak RSS so far {peak:.0f} MB", flush=True)
+
+    peers: dict[str, dict] = {}
+    if not args.no_peers:
+        with tempfile.TemporaryDirectory() as tmp:
+            nc = Path(tmp) / "forcing.nc"
+            write_netcdf(nc)
+            for kind, n in (("oceandrift", peer_n), ("parcels", peer_n), ("openberg", max(peer_n // 4, 200))):
+                peers[kind] = run_peer(kind, nc, n)
+                msg = peers[kind].get("error") or f"{peers[kind]['psteps_per_s'] / 1e6:.3f} M particle-steps/s ({n} particles, peak RSS {peers[kind]['peak_rss_mb']:.0f} MB)"
+                print(f"{kind:10s}: {msg}", flush=True)
+
+    def rate(kind: str) -> float | None:
+        return peers.get(kind, {}).get("psteps_per_s")
+
+    def ratio(ours: float, kind: str) -> float | None:
+        r = rate(kind)
+        return round(ours / r, 1) if r else None
+
+    agree = {}
+    if rate("oceandrift"):
+        n = peers["oceandrift"]["n"]
+        ref = time_geotwin(cube, seeds(n), "passive", params={"wind_drift_factor": 0.02})
+        agree["passive_vs_oceandrift_median_m"] = round(median_distance_m(ref["lon"], ref["lat"], peers["oceandrift"]["lon"], peers["oceandrift"]["lat"]), 1)
+    if rate("openberg"):
+        n = peers["openberg"]["n"]
+        ref = time_geotwin(cube, seeds(n), "iceberg", params={"added_mass": 0.0})
+        agree["iceberg_vs_openberg_median_m"] = round(median_distance_m(ref["lon"], ref["lat"], peers["openberg"]["lon"], peers["openberg"]["lat"]), 1)
+    for k, v in agree.items():
+        print(f"agreement {k}: {v} m after {STEPS} h", flush=True)
+    out = {
+        "psteps_per_s": round(res["sea_ice"]["psteps_per_s"]),
+        "vs_oceandrift": ratio(res["sea_ice"]["psteps_per_s"], "oceandrift"),
+        "vs_parcels": ratio(res["sea_ice"]["psteps_per_s"], "parcels"),
+        "iceberg_vs_openberg": ratio(res["iceberg"]["psteps_per_s"], "openberg"),
+        "n_particles": args.particles,
+        "peak_rss_mb": round(peak, 1),
+        "device": device,
+        "steps": STEPS,
+        "passive_psteps_per_s": round(res["passive"]["psteps_per_s"]),
+        "passive_vs_oceandrift": ratio(res["passive"]["psteps_per_s"], "oceandrift"),
+        "iceberg_psteps_per_s": round(res["iceberg"]["psteps_per_s"]),
+        "ensemble": {"members": members, "particles": 10_000, "psteps_per_s": round(ens["psteps_per_s"])},
+        "simulate_end_to_end_10k_s": round(e2e, 2),
+        "peers": {k: {kk: vv for kk, vv in v.items() if kk not in ("lon", "lat")} for k, v in peers.items()},
+        "agreement": agree,
+        "quick": bool(args.quick),
+    }
+    print(json.dumps(out), flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
