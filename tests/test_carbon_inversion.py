@@ -18,10 +18,13 @@ from twins.carbon.inversion import (
 )
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def x64():
+    # compiled float32 variants (e.g. from the runner tests) must not be reused under x64
+    jax.clear_caches()
     with jax.enable_x64(True):
         yield
+    jax.clear_caches()
 
 
 def _problem(m=40, k=2, ny=6, nx=7, p=3, seed=1, length=500.0):

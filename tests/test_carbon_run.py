@@ -115,6 +115,16 @@ def test_osse_recovers_city_total_and_writes_cubes(tmp_path):
     assert conc["co2_enhancement_prior"].dims == ("time", "y", "x")
 
 
+def test_gradient_solver_matches_closed_form_run(tmp_path):
+    store, sites, fac = _city(tmp_path)
+    cfg = _config(store, sites, fac, period={"start": "2024-07-01T00:00", "end": "2024-07-01T23:00"})
+    closed = run_config(cfg).set_index("sector")
+    grad = run_config({**cfg, "solver": "gradient"}).set_index("sector")
+    np.testing.assert_allclose(grad["posterior"], closed["posterior"], rtol=2e-3)
+    np.testing.assert_allclose(grad["prior_uncertainty"], closed["prior_uncertainty"], rtol=1e-5)
+    assert grad["uncertainty"].isna().all()  # L-BFGS gives the mean only; no made-up uncertainty
+
+
 def test_config_errors(tmp_path):
     store, sites, fac = _city(tmp_path)
     with pytest.raises(InventoryError, match="do not match the declared sectors"):

@@ -11,10 +11,13 @@ from twins.carbon.plume import briggs_plume_rise
 from twins.carbon.transport import PPM_PER_KG_M3, area_footprint, concentration_map, point_footprint
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def x64():
+    # compiled float32 variants (e.g. from the runner tests) must not be reused under x64
+    jax.clear_caches()
     with jax.enable_x64(True):
         yield
+    jax.clear_caches()
 
 
 def _grid(ny=20, nx=24, dx=200.0):

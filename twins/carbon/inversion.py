@@ -91,6 +91,13 @@ _rows_sqrt = jax.vmap(b_sqrt, in_axes=(None, 0))
 
 
 @jax.jit
+def aggregate_prior_cov(prior: Prior, agg: jnp.ndarray) -> jnp.ndarray:
+    """Prior covariance ``Gᵀ B G`` of the aggregates ``Gᵀ x`` (``agg`` is ``(n, g)``)."""
+    gt = _rows_sqrt_t(prior, agg.T)
+    return gt @ gt.T
+
+
+@jax.jit
 def solve_obs_space(
     H: jnp.ndarray, y: jnp.ndarray, r: jnp.ndarray, prior: Prior, agg: jnp.ndarray
 ) -> Posterior:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pipelines.config import ConfigError, load_yaml
 
 from . import adapter, inventory, osse
-from .inversion import Posterior, Prior, exponential_cholesky, solve
+from .inversion import Posterior, Prior, aggregate_prior_cov, exponential_cholesky, solve, solve_gradient
 from .plume import solar_elevation, stability_class
 from .transport import area_footprint, concentration_map, point_footprint
 
@@ -74,6 +74,8 @@ class CarbonConfig(_Model):
     background_ppm: float | None = None
     obs_error_ppm: float = Field(1.0, gt=0)
     osse: Osse | None = None
+    solver: Literal["auto", "closed_form", "gradient"] = "auto"
+    max_dense: int = Field(15000, gt=0)
 
 
 def load_config(config: str | Path | dict[str, Any] | CarbonConfig) -> tuple[CarbonConfig, Path]:
@@ -117,6 +119,11 @@ def _facilities(cfg: CarbonConfig, base: Path, g: dict[str, Any]):
         table = read_facilities(_path(base, cfg.facilities))
     xy = adapter.to_grid_xy(table, g["crs"])
     keep = adapter.inside(xy, g)
+    if not keep.all():
+        warnings.warn(
+            f"{cfg.facilities}: {int((~keep).sum())} facilities outside the city grid are ignored",
+            stacklevel=2,
+        )
     table, xy = table[keep].reset_index(drop=True), xy[keep]
     undeclared = sorted(set(table["sector"]) - set(cfg.sectors))
     if undeclared:
@@ -251,7 +258,14 @@ def invert(p: dict[str, Any], cfg: CarbonConfig) -> tuple[Posterior, np.ndarray,
         raise adapter.CarbonInputError("no observations fall in the period at the listed sensors")
     Hv = jnp.asarray(H[valid])
     r = jnp.full(int(valid.sum()), cfg.obs_error_ppm**2, dtype=jnp.float32)
-    post = solve(Hv, jnp.asarray(y.ravel()[valid], dtype=jnp.float32), r, prior, p["agg"])
+    yv = jnp.asarray(y.ravel()[valid], dtype=jnp.float32)
+    if cfg.solver == "gradient" or (cfg.solver == "auto" and min(Hv.shape) > cfg.max_dense):
+        # too large for a dense m x m or n x n factorisation: posterior mean by L-BFGS, no uncertainties
+        x, _ = solve_gradient(Hv, yv, r, prior)
+        nan = jnp.full((len(p["sectors"]),) * 2, jnp.nan)
+        post = Posterior(x, None, aggregate_prior_cov(prior, p["agg"]), nan)
+    else:
+        post = solve(Hv, yv, r, prior, p["agg"])
     return post, y, None if x_true is None else np.asarray(x_true)
 
 
@@ -354,7 +368,8 @@ def result_cubes(cfg: CarbonConfig, p: dict[str, Any], post: Posterior, y: np.nd
     xb, xa = np.asarray(p["prior"].x, dtype=float), np.asarray(post.x, dtype=float)
     agg = np.asarray(p["agg"], dtype=float)
     sd_prior = np.asarray(p["prior"].sd_area, dtype=float) * FLUX_SCALE
-    sd_post = np.asarray(post.sd, dtype=float)[: k * ny * nx].reshape(k, ny, nx) * FLUX_SCALE
+    sd_all = np.full(xa.shape, np.nan) if post.sd is None else np.asarray(post.sd, dtype=float)
+    sd_post = sd_all[: k * ny * nx].reshape(k, ny, nx) * FLUX_SCALE
     cp, cq = np.asarray(post.agg_cov_prior, dtype=float), np.asarray(post.agg_cov, dtype=float)
     prior_flux, prior_area = _fields(p, xb)
     post_flux, post_area = _fields(p, xa)
