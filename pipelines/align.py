@@ -23,6 +23,7 @@ import itertools
 import os
 import uuid
 import warnings
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -317,7 +318,6 @@ def reproject_to_grid(
     GridError
         No CRS, a CRS on another body, an unknown resampling, or a source that does not overlap the grid.
     """
-    import dask
     import dask.array as da
 
     from .cube import grid_coords
@@ -353,15 +353,22 @@ def reproject_to_grid(
         )
 
     nodata = data.attrs.get("_FillValue", data.attrs.get("nodata"))
-    src_nodata = None if nodata is None or (isinstance(nodata, float) and np.isnan(nodata)) else float(nodata)
-    out_dtype = np.dtype("float64") if data.dtype == np.float64 else np.dtype("float32")
     options: dict[str, Any] = {"num_threads": num_threads or 1}
-    wrap = _lon_wrap(src_gb)
-    src_nx = src_gb.shape[1]
     if resampling in _INTERPOLATING:
         options.update(XSCALE="1", YSCALE="1")
-
     arr = data.data
+    job = _WarpJob(
+        arr=arr,
+        src=src_gb,
+        dst=dst_gb,
+        resampling=resampling,
+        src_nodata=None
+        if nodata is None or (isinstance(nodata, float) and np.isnan(nodata))
+        else float(nodata),
+        options=options,
+        dtype=np.dtype("float64") if data.dtype == np.float64 else np.dtype("float32"),
+        in_memory=in_memory,
+    )
     lead_shape = tuple(data.shape[:-2])
     lead_chunks: tuple[tuple[int, ...], ...] = (
         tuple(arr.chunks[: len(lead_shape)])
@@ -369,56 +376,28 @@ def reproject_to_grid(
         else tuple((n,) for n in lead_shape)
     )
     lead_bounds = [np.concatenate([[0], np.cumsum(c)]) for c in lead_chunks]
-    from rasterio.crs import CRS as RioCRS
-
-    # parsed once: building GDAL's CRS from WKT in every task costs ~2 ms a call
-    src_crs, dst_crs = RioCRS.from_wkt(src_gb.crs.to_wkt()), RioCRS.from_wkt(dst_gb.crs.to_wkt())
-
-    # NumPy sources enter the graph once, by a unique name (hashing every window would cost more than the
-    # warp), and each task cuts its own window; dask sources are sliced lazily (only the blocks needed)
-    token = uuid.uuid4().hex
-    source = (
-        dask.delayed(np.asarray(arr), name=f"reproject-source-{token}", traverse=False) if in_memory else None
-    )
     blocks: dict[tuple[int, ...], Any] = {}
     for lead_idx in itertools.product(*(range(len(c)) for c in lead_chunks)):
         lead_sl = tuple(slice(int(b[i]), int(b[i + 1])) for b, i in zip(lead_bounds, lead_idx, strict=True))
         lead_sz = tuple(s.stop - s.start for s in lead_sl)
         for (iy, (y0, y1)), (ix, (x0, x1)) in itertools.product(enumerate(ychunks), enumerate(xchunks)):
-            shape = lead_sz + (y1 - y0, x1 - x0)
-            parts = [  # the grid chunks inside this warp block: (grid chunk index, y slice, x slice)
-                ((gy0 // cy, gx0 // cx), slice(gy0 - y0, gy1 - y0), slice(gx0 - x0, gx1 - x0))
-                for gy0, gy1 in _chunk_edges(y1 - y0, cy, y0)
-                for gx0, gx1 in _chunk_edges(x1 - x0, cx, x0)
-            ]
-            win = windows[(iy, ix)]
-            if win is None:
-                for idx, ys, xs in parts:
-                    part_shape = lead_sz + (ys.stop - ys.start, xs.stop - xs.start)
-                    blocks[lead_idx + idx] = da.full(part_shape, np.nan, dtype=out_dtype)
-                continue
-            r0, r1, c0, c1 = win
-            sub = source if in_memory else _window(arr, lead_sl, win, src_nx)
-            opts = options
-            if wrap is not None:
-                opts = dict(options, CENTER_LONG=f"{(src_gb.affine * ((c0 + c1) / 2, 0))[0]:.12g}")
-            key = f"reproject-{token}-{'-'.join(map(str, lead_idx + (iy, ix)))}"
-            task = dask.delayed(_warp_block, pure=False)(
-                sub,
-                src_gb.affine * src_gb.affine.translation(c0, r0),
-                src_crs,
-                dst_gb.affine * dst_gb.affine.translation(x0, y0),
-                shape,
-                dst_crs,
-                resampling,
-                src_nodata,
-                opts,
-                window=(lead_sl, win, src_nx) if in_memory else None,
-                dask_key_name=key,
+            key = f"{job.token}-{'-'.join(map(str, lead_idx + (iy, ix)))}"
+            plan = _plan(
+                src_gb,
+                dst_gb,
+                (y0, y1, x0, x1),
+                windows[(iy, ix)],
+                pad,
+                int(np.prod(lead_sz)) * arr.dtype.itemsize,
             )
-            block = da.from_delayed(task, shape=shape, dtype=out_dtype, name=f"reproject-block-{key}")
-            for idx, ys, xs in parts:  # cut the warp block into the grid's chunks (views)
-                blocks[lead_idx + idx] = block if len(parts) == 1 else block[..., ys, xs]
+            block = _assemble(plan, job, lead_sl, key)
+            for gy0, gy1 in _chunk_edges(y1 - y0, cy, y0):  # cut the warp block into the grid's chunks
+                for gx0, gx1 in _chunk_edges(x1 - x0, cx, x0):
+                    whole = (gy1 - gy0, gx1 - gx0) == (y1 - y0, x1 - x0)
+                    piece = block if whole else block[..., gy0 - y0 : gy1 - y0, gx0 - x0 : gx1 - x0]
+                    if piece.numblocks[-2:] != (1, 1):  # pieces of a split block: one chunk per grid chunk
+                        piece = piece.rechunk({piece.ndim - 2: -1, piece.ndim - 1: -1})
+                    blocks[lead_idx + (gy0 // cy, gx0 // cx)] = piece
     nested = _nest(blocks, tuple(len(c) for c in lead_chunks) + (-(-ny // cy), -(-nx // cx)))
     out = da.block(nested)
 
@@ -430,6 +409,122 @@ def reproject_to_grid(
     }
     result.attrs["grid_mapping"] = "spatial_ref"
     return result
+
+
+#: largest source window (bytes) one warp task reads; larger windows (near a pole) are split
+WINDOW_BUDGET = 64 * 2**20
+
+
+def _plan(
+    src: GeoBox,
+    dst: GeoBox,
+    box: tuple[int, int, int, int],
+    win: Any,
+    pad: int,
+    elem_bytes: int,
+    depth: int = 0,
+) -> Any:
+    """Quadtree of warp pieces for one block: a leaf ``(box, window)`` when the source window fits in
+    :data:`WINDOW_BUDGET`, else four sub-plans. Near a pole every longitude meets, so a block there
+    needs a full-width window; splitting leaves that only to the small piece that holds the pole."""
+    y0, y1, x0, x1 = box
+    if win is None:
+        return ("empty", box, None)
+    r0, r1, c0, c1 = win
+    small = (y1 - y0) <= 16 or (x1 - x0) <= 16 or depth >= 8
+    if (r1 - r0) * (c1 - c0) * elem_bytes <= WINDOW_BUDGET or small:
+        return ("leaf", box, win)
+    ym, xm = (y0 + y1) // 2, (x0 + x1) // 2
+    sub = _source_windows(src, dst, [(y0, ym), (ym, y1)], [(x0, xm), (xm, x1)], pad)
+    boxes = {
+        (0, 0): (y0, ym, x0, xm),
+        (0, 1): (y0, ym, xm, x1),
+        (1, 0): (ym, y1, x0, xm),
+        (1, 1): (ym, y1, xm, x1),
+    }
+    return (
+        "split",
+        box,
+        {k: _plan(src, dst, b, sub[k], pad, elem_bytes, depth + 1) for k, b in boxes.items()},
+    )
+
+
+def _assemble(plan: Any, job: _WarpJob, lead_sl: tuple[slice, ...], key: str) -> Any:
+    """The dask array of a :func:`_plan`: one warp task per leaf, NaN for empty pieces."""
+    import dask.array as da
+
+    kind, box = plan[0], plan[1]
+    if kind == "empty":
+        y0, y1, x0, x1 = box
+        lead_sz = tuple(s.stop - s.start for s in lead_sl)
+        return da.full(lead_sz + (y1 - y0, x1 - x0), np.nan, dtype=job.dtype)
+    if kind == "leaf":
+        return job.piece(lead_sl, box, plan[2], key)
+    parts = plan[2]
+    return da.block(
+        [[_assemble(parts[(i, j)], job, lead_sl, f"{key}-{i}{j}") for j in (0, 1)] for i in (0, 1)]
+    )
+
+
+@dataclass
+class _WarpJob:
+    """What every warp task of one :func:`reproject_to_grid` call shares."""
+
+    arr: Any
+    src: GeoBox
+    dst: GeoBox
+    resampling: str
+    src_nodata: float | None
+    options: dict[str, Any]
+    dtype: np.dtype
+    in_memory: bool
+    token: str = field(default_factory=lambda: f"reproject-{uuid.uuid4().hex}")
+    source: Any = None
+    crs: tuple[Any, Any] = ()
+
+    def __post_init__(self) -> None:
+        import dask
+        from rasterio.crs import CRS as RioCRS
+
+        # parsed once: building GDAL's CRS from WKT in every task costs ~2 ms a call
+        self.crs = (RioCRS.from_wkt(self.src.crs.to_wkt()), RioCRS.from_wkt(self.dst.crs.to_wkt()))
+        if self.in_memory:
+            # a NumPy source enters the graph once, by a unique name (hashing every window would cost
+            # more than the warp); each task cuts its own window
+            self.source = dask.delayed(np.asarray(self.arr), name=f"{self.token}-source", traverse=False)
+
+    def piece(
+        self,
+        lead_sl: tuple[slice, ...],
+        box: tuple[int, int, int, int],
+        win: tuple[int, int, int, int],
+        key: str,
+    ) -> Any:
+        """One lazy warp task: source window ``win`` onto grid pixels ``box`` (y0, y1, x0, x1)."""
+        import dask
+        import dask.array as da
+
+        y0, y1, x0, x1 = box
+        r0, r1, c0, c1 = win
+        nx = self.src.shape[1]
+        shape = tuple(s.stop - s.start for s in lead_sl) + (y1 - y0, x1 - x0)
+        opts = self.options
+        if self.src.crs.geographic:  # GDAL wraps longitudes around the window's centre
+            opts = dict(opts, CENTER_LONG=f"{(self.src.affine * ((c0 + c1) / 2, 0))[0]:.12g}")
+        task = dask.delayed(_warp_block, pure=False)(
+            self.source if self.in_memory else _window(self.arr, lead_sl, win, nx),
+            self.src.affine * self.src.affine.translation(c0, r0),
+            self.crs[0],
+            self.dst.affine * self.dst.affine.translation(x0, y0),
+            shape,
+            self.crs[1],
+            self.resampling,
+            self.src_nodata,
+            opts,
+            window=(lead_sl, win, nx) if self.in_memory else None,
+            dask_key_name=key,
+        )
+        return da.from_delayed(task, shape=shape, dtype=self.dtype, name=f"{key}-block")
 
 
 def _window(arr: Any, lead_sl: tuple[slice, ...], win: tuple[int, int, int, int], nx: int) -> Any:

@@ -203,6 +203,29 @@ def test_chunking_changes_results_only_within_transform_tolerance() -> None:
         assert np.nanmax(np.abs(a - other)) <= 0.25 * 40 / 256
 
 
+def test_windows_near_the_pole_are_split_under_a_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a small window budget the pole block is split into pieces that each read less; the result
+    is the same field (within the approximate-transformer tolerance) and nothing is left unfilled."""
+    import pipelines.align as align
+
+    src_da, _ = _arctic_source(512, chunks=128)
+    dst = GeoBox.from_bbox((-2e6, -2e6, 2e6, 2e6), "EPSG:3413", shape=(128, 128))
+    whole = reproject_to_grid(src_da, _grid(dst, 64)).values
+    windows: list[int] = []
+    warp = align._warp_block
+
+    def spy(src, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        windows.append(np.asarray(src).size)
+        return warp(src, *args, **kwargs)
+
+    monkeypatch.setattr(align, "WINDOW_BUDGET", 512 * 60 * 8)  # 60 full-width rows of float64
+    monkeypatch.setattr(align, "_warp_block", spy)
+    split = reproject_to_grid(src_da, _grid(dst, 64)).values
+    assert len(windows) > 4  # more pieces than the 4 grid chunks
+    assert np.array_equal(np.isnan(whole), np.isnan(split)) and np.isfinite(split).all()
+    assert np.max(np.abs(whole - split)) <= 0.25 * 40 / 512
+
+
 def test_lazy_reads_only_needed_source_blocks() -> None:
     """Computing one output chunk touches only the source blocks under it (memory stays bounded)."""
     src = GeoBox((400, 400), Affine(100, 0, 0, 0, -100, 40000), "EPSG:32631")

@@ -17,6 +17,8 @@ from pipelines.sources import SourceError
 from pipelines.sources import raster as raster_reader
 from pipelines.sources.stac import load, open_items
 
+pytest.importorskip("odc.stac", reason="odc-stac is not installed")
+
 from .conftest import shared_file
 from .test_raster import write_tif
 
