@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -100,9 +101,12 @@ def briggs_sigmas(x: Any, stability: Any, setting: str = "rural") -> tuple[jnp.n
     coef = _table(setting)[jnp.asarray(stability_index(stability))]
     a, b, c, d, e = (coef[..., i] for i in range(5))
     x = jnp.maximum(jnp.asarray(x) * 1.0, 0.0)
-    sigma_y = a * x * (1.0 + b * x) ** -0.5
-    sigma_z = c * x * (1.0 + d * x) ** e
-    return sigma_y, sigma_z
+    sigma_y = a * x * jax.lax.rsqrt(1.0 + b * x)
+    # (1 + d x)^e with e in {0, -1/2, -1, 1/2}: cheap roots instead of a general power (same values)
+    t = 1.0 + d * x
+    root = jnp.sqrt(t)
+    factor = jnp.where(e == 0.0, 1.0, jnp.where(e == 0.5, root, jnp.where(e == -0.5, 1.0 / root, 1.0 / t)))
+    return sigma_y, c * x * factor
 
 
 def gaussian_plume(
@@ -135,9 +139,11 @@ def gaussian_plume(
     downwind = x > 0
     xs = jnp.where(downwind, x, 1.0)  # keeps gradients finite upwind
     sy, sz = briggs_sigmas(xs, stability, setting)
-    lateral = jnp.exp(-0.5 * (y / sy) ** 2)
-    vertical = jnp.exp(-0.5 * ((z - H) / sz) ** 2) + jnp.exp(-0.5 * ((z + H) / sz) ** 2)
-    conc = Q / (2.0 * jnp.pi * u * sy * sz) * lateral * vertical
+    lateral = (y / sy) ** 2
+    vertical = jnp.exp(-0.5 * (lateral + ((z - H) / sz) ** 2)) + jnp.exp(
+        -0.5 * (lateral + ((z + H) / sz) ** 2)
+    )
+    conc = Q / (2.0 * jnp.pi * u * sy * sz) * vertical
     return jnp.where(downwind, conc, 0.0)
 
 
