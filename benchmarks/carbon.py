@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--peer-hours", type=int, default=168)
     ap.add_argument("--chunk", type=int, default=24)
     ap.add_argument("--repeat", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="2,500 cells, 720 hours, peers on 72 hours, best of 3")
+    ap.add_argument(
+        "--quick", action="store_true", help="2,500 cells, 720 hours, peers on 72 hours, best of 3"
+    )
     ap.add_argument("--skip-numpy-full", action="store_true", help="skip the NumPy streamed inversion")
     args = ap.parse_args(argv)
     if args.quick:
