@@ -125,6 +125,28 @@ def test_gradient_solver_matches_closed_form_run(tmp_path):
     assert grad["uncertainty"].isna().all()  # L-BFGS gives the mean only; no made-up uncertainty
 
 
+def test_observation_files_round_trip_the_osse(tmp_path):
+    """Observations given as a CSV (absolute ppm, background 420) reproduce the OSSE's posterior."""
+    store, sites, fac = _city(tmp_path)
+    cfg = _config(store, sites, fac, period={"start": "2024-07-01T00:00", "end": "2024-07-01T23:00"})
+    out = tmp_path / "out"
+    osse_table = run_config(cfg, store=out).set_index("sector")
+    sens = open_cube(out, "testcity_sensors")
+    obs = sens["co2_observed"].to_dataframe().reset_index()
+    obs = obs.rename(columns={"station": "site_id"})[["time", "site_id", "co2_observed"]]
+    obs["co2_ppm"] = obs.pop("co2_observed") + 420.0
+    obs.loc[::7, "co2_ppm"] = -999.0  # missing values are dropped from the inversion
+    path = tmp_path / "obs.csv"
+    obs.to_csv(path, index=False)
+    real = dict(cfg, observations=str(path), background_ppm=420.0, osse=None)
+    table = run_config(real).set_index("sector")
+    assert "truth" not in table.columns
+    np.testing.assert_allclose(table["prior"], osse_table["prior"], rtol=1e-6)
+    # fewer data (1 in 7 dropped): close to, but less certain than, the full-data posterior
+    np.testing.assert_allclose(table["posterior"], osse_table["posterior"], rtol=0.05)
+    assert table.loc["total", "uncertainty"] >= osse_table.loc["total", "uncertainty"] * (1 - 1e-4)
+
+
 def test_config_errors(tmp_path):
     store, sites, fac = _city(tmp_path)
     with pytest.raises(InventoryError, match="do not match the declared sectors"):
