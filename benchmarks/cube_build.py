@@ -22,6 +22,7 @@ Usage::
 
     python benchmarks/cube_build.py            # 4096 x 4096 (as the issue asks)
     python benchmarks/cube_build.py --quick    # 1024 x 1024, a few seconds
+    python benchmarks/cube_build.py --memory-check 16384   # + bounded-memory check on a lazy 1 GB source
 
 The last line printed is one JSON object with the figures.
 """
@@ -149,26 +150,30 @@ def bench_reprojection(n: int, chunk: int, repeat: int) -> dict[str, Any]:
 
     both = np.isfinite(a) & np.isfinite(c)
     mpix = n * n / 1e6
-    return {
-        "size": n,
-        "chunk": chunk,
-        "cores": cores,
-        "reproject_mpix_s_ours": mpix / t_ours,
-        "reproject_mpix_s_rioxarray": mpix / t_rx,
-        "reproject_mpix_s_rasterio": mpix / t_rio,
-        "reproject_s_ours": t_ours,
-        "reproject_s_rioxarray": t_rx,
-        "reproject_s_rasterio": t_rio,
-        "reproject_s_rasterio_default_kernel": t_default,
-        "reproject_vs_rioxarray": t_rx / t_ours,
-        "reproject_vs_rasterio": t_rio / t_ours,
-        "reproject_max_abs_diff_vs_rasterio": float(np.max(np.abs(a[both] - c[both]))),
-        "reproject_valid_mismatch_vs_rasterio": int((np.isfinite(a) != np.isfinite(c)).sum()),
-        "reproject_max_abs_diff_vs_rioxarray": float(np.nanmax(np.abs(a - b))),
-        "reproject_max_abs_diff_vs_rasterio_default_kernel": float(np.nanmax(np.abs(a - d))),
-        "reproject_valid_fraction": float(np.isfinite(a).mean()),
-        "field_range": [float(np.nanmin(a)), float(np.nanmax(a))],
-    }, a, dst_gb
+    return (
+        {
+            "size": n,
+            "chunk": chunk,
+            "cores": cores,
+            "reproject_mpix_s_ours": mpix / t_ours,
+            "reproject_mpix_s_rioxarray": mpix / t_rx,
+            "reproject_mpix_s_rasterio": mpix / t_rio,
+            "reproject_s_ours": t_ours,
+            "reproject_s_rioxarray": t_rx,
+            "reproject_s_rasterio": t_rio,
+            "reproject_s_rasterio_default_kernel": t_default,
+            "reproject_vs_rioxarray": t_rx / t_ours,
+            "reproject_vs_rasterio": t_rio / t_ours,
+            "reproject_max_abs_diff_vs_rasterio": float(np.max(np.abs(a[both] - c[both]))),
+            "reproject_valid_mismatch_vs_rasterio": int((np.isfinite(a) != np.isfinite(c)).sum()),
+            "reproject_max_abs_diff_vs_rioxarray": float(np.nanmax(np.abs(a - b))),
+            "reproject_max_abs_diff_vs_rasterio_default_kernel": float(np.nanmax(np.abs(a - d))),
+            "reproject_valid_fraction": float(np.isfinite(a).mean()),
+            "field_range": [float(np.nanmin(a)), float(np.nanmax(a))],
+        },
+        a,
+        dst_gb,
+    )
 
 
 def bench_write(field: np.ndarray, dst_gb: Any, chunk: int, repeat: int, workdir: Path) -> dict[str, Any]:
@@ -226,13 +231,54 @@ def bench_write(field: np.ndarray, dst_gb: Any, chunk: int, repeat: int, workdir
     }
 
 
+def memory_check(n: int, chunk: int) -> dict[str, Any]:
+    """Reproject a lazy ``n`` x ``n`` float32 source (never in memory as a whole) onto an ``n/2`` EPSG:3413
+    grid and stream it to Zarr, in a fresh process; returns its peak RSS (VmHWM: not inherited from this
+    process, unlike ``ru_maxrss`` across fork+exec) against the source size."""
+    import subprocess
+
+    code = f"""
+import json, resource, tempfile, dask, dask.array as da, xarray as xr
+from affine import Affine
+from odc.geo.geobox import GeoBox
+from odc.geo.xr import xr_coords
+from pipelines.align import reproject_to_grid
+from pipelines.grid import RegionGrid
+n, m = {n}, {n // 2}
+gb = GeoBox.from_bbox((-180, 50, 180, 90), "EPSG:4326", shape=(n, n))
+data = da.random.default_rng(0).random((n, n), chunks=2048, dtype="float32")
+src = xr.DataArray(data, dims=("latitude", "longitude"), coords=xr_coords(gb, crs_coord_name="spatial_ref"), name="f")
+dst = GeoBox((m, m), Affine(2 * {R_50N} / m, 0, -{R_50N}, 0, -2 * {R_50N} / m, {R_50N}), "EPSG:3413")
+out = reproject_to_grid(src, RegionGrid("m", dst, chunks={{"y": {chunk}, "x": {chunk}}}))
+with tempfile.TemporaryDirectory() as d, dask.config.set(scheduler="threads"):
+    out.to_dataset().drop_vars("spatial_ref").to_zarr(d + "/o.zarr", mode="w", consolidated=False)
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")]
+rss = float(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"rss": rss}}))
+"""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    rss = json.loads(proc.stdout.strip().splitlines()[-1])["rss"]
+    return {"memory_check_source_mb": n * n * 4 / 1e6, "memory_check_peak_rss_mb": rss}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=4096, help="source and grid size in pixels (default 4096)")
+    parser.add_argument(
+        "--size", type=int, default=4096, help="source and grid size in pixels (default 4096)"
+    )
     parser.add_argument("--quick", action="store_true", help="1024 x 1024 (a few seconds)")
     parser.add_argument("--chunk", type=int, default=512, help="grid/cube chunk size (default 512)")
     parser.add_argument("--repeat", type=int, default=3, help="best of N runs (default 3)")
     parser.add_argument("--workdir", type=Path, default=None, help="where the write benchmark writes")
+    parser.add_argument(
+        "--memory-check",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also reproject a lazy N x N source (e.g. 16384: 1.07 GB) in a fresh process and report its peak RSS",
+    )
     args = parser.parse_args(argv)
     n = 1024 if args.quick else args.size
 
@@ -261,6 +307,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     result["peak_rss_mb"] = peak_rss_mb()
     print(f"peak RSS {result['peak_rss_mb']:.0f} MB")
+    if args.memory_check:
+        result.update(memory_check(args.memory_check, args.chunk))
+        print(
+            f"lazy {args.memory_check}x{args.memory_check} source ({result['memory_check_source_mb']:.0f} MB) "
+            f"-> Zarr: peak RSS {result['memory_check_peak_rss_mb']:.0f} MB"
+        )
     print(json.dumps(result))
     return result
 
