@@ -12,6 +12,7 @@ from twins.carbon.inventory import (
     check_sectors,
     downscale,
     facility_emissions,
+    flaring_emissions,
     time_factors,
 )
 
@@ -96,3 +97,14 @@ def test_time_profiles_tno():
     # local time: 17:00 in Los Angeles (PDT, UTC-7) is 00:00 UTC the next day
     la = time_factors("F_RoadTransport", pd.DatetimeIndex(["2024-07-02T00:00"]), "America/Los_Angeles")
     assert la[0] == pytest.approx(f[17], rel=1e-12)
+
+
+def test_flaring_emissions_by_hand():
+    # 1e5 sm3/day of methane, 98 % burnt: 101325 / (8.314462618 * 288.15) = 42.293 mol per sm3
+    co2, ch4 = flaring_emissions(np.array([1e5]), 0.98)
+    mol = 101325 / (8.314462618 * 288.15)
+    assert co2[0] == pytest.approx(1e5 * 0.98 * mol * 44.0095e-3 * 365.25 / 1000, rel=1e-12)
+    assert co2[0] == pytest.approx(66_620, rel=1e-3)
+    assert ch4[0] == pytest.approx(1e5 * 0.02 * mol * 16.0425e-3 * 365.25 / 1000, rel=1e-12)
+    with pytest.raises(InventoryError, match="flare efficiencies"):
+        flaring_emissions(np.array([1.0]), 1.5)

@@ -147,6 +147,36 @@ def test_observation_files_round_trip_the_osse(tmp_path):
     assert table.loc["total", "uncertainty"] >= osse_table.loc["total", "uncertainty"] * (1 - 1e-4)
 
 
+def test_gas_field_flares_are_point_sources(tmp_path):
+    """Flares (a gas field's rates x flare efficiency) join the facilities; sector totals stay conserved."""
+    import geopandas as gpd
+
+    from twins.carbon.inventory import flaring_emissions
+    from twins.carbon.run import build
+
+    store, sites, fac = _city(tmp_path)
+    pt = gpd.GeoSeries(gpd.points_from_xy([X0 + 2500.0], [Y1 - 4000.0]), crs=32610).to_crs(4326)
+    flares = tmp_path / "flares.csv"
+    flares.write_text(
+        f"name,latitude,longitude,gas_rate_sm3_per_day,flare_efficiency\nW1,{pt.y[0]},{pt.x[0]},20000,0.95\n"
+    )
+    cfg, base = load_config(
+        _config(
+            store,
+            sites,
+            fac,
+            flares=str(flares),
+            period={"start": "2024-07-01T00:00", "end": "2024-07-01T02:00"},
+        )
+    )
+    p = build(cfg, base, open_cube(store, "city").load())
+    co2, _ = flaring_emissions(np.array([20000.0]), 0.95)
+    assert p["point_sector"] == ["ippu", "stationary_energy"]
+    np.testing.assert_allclose(p["q_t"], [40000.0, co2[0]], rtol=1e-12)
+    agg, x = np.asarray(p["agg"], dtype=float), np.asarray(p["prior"].x, dtype=float)
+    np.testing.assert_allclose(agg.T @ x, [60000.0, 40000.0, 50000.0], rtol=1e-5)
+
+
 def test_config_errors(tmp_path):
     store, sites, fac = _city(tmp_path)
     with pytest.raises(InventoryError, match="do not match the declared sectors"):

@@ -115,3 +115,16 @@ def test_sites_and_observation_matrix(tmp_path):
     m = observation_matrix(obs, ["A", "B"], pd.date_range("2024-01-01", periods=3, freq="h"))
     np.testing.assert_array_equal(m[0], [410.0, 412.0, np.nan])
     np.testing.assert_array_equal(m[1], [np.nan, 420.0, np.nan])
+
+
+def test_flares_table(tmp_path):
+    from pipelines.sources.facilities import read_flares
+
+    p = tmp_path / "flares.csv"
+    p.write_text("name,latitude,longitude,gas_rate_sm3_per_day\nW1,60.1,2.5,1000\nW2,60.2,2.6,0\n")
+    gdf = read_flares(p)
+    assert list(gdf["flare_efficiency"]) == [0.98, 0.98] and list(gdf["sector"]) == ["stationary_energy"] * 2
+    assert gdf["co2_t_per_year"].isna().all()  # computed by the inventory
+    p.write_text("name,latitude,longitude,gas_rate_sm3_per_day,flare_efficiency\nW1,60.1,2.5,1000,1.2\n")
+    with pytest.raises(FacilityError, match="flare_efficiency"):
+        read_flares(p)

@@ -203,6 +203,36 @@ def read_factories(
     return gdf
 
 
+def read_flares(path: str | Path) -> gpd.GeoDataFrame:
+    """Read gas flares (e.g. a gas field's wells with the reservoir twin's gas rates) as facilities.
+
+    CSV columns: ``name``, ``latitude``, ``longitude``, ``gas_rate_sm3_per_day`` and optional
+    ``flare_efficiency`` (default 0.98) and stack parameters. Returns :data:`COLUMNS` (``fuel`` gas,
+    sector ``stationary_energy``, GPC fugitive emissions from oil and gas systems; ``co2_t_per_year``
+    left empty for the inventory to compute) plus ``gas_rate_sm3_per_day`` and ``flare_efficiency``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FacilityError(f"{path}: flare table not found")
+    df = pd.read_csv(path)
+    _check_columns(df, ("name", "latitude", "longitude", "gas_rate_sm3_per_day"), path)
+    rate = pd.to_numeric(df["gas_rate_sm3_per_day"], errors="coerce")
+    eff = pd.to_numeric(df.get("flare_efficiency", pd.Series(0.98, index=df.index)), errors="coerce").fillna(
+        0.98
+    )
+    if rate.isna().any() or (rate < 0).any() or ((eff < 0) | (eff > 1)).any():
+        raise FacilityError(f"{path}: gas_rate_sm3_per_day must be >= 0 and flare_efficiency within 0..1")
+    df["fuel"], df["sector"] = "gas", "stationary_energy"
+    df["co2_t_per_year"] = np.nan
+    if "facility_id" not in df.columns:
+        df["facility_id"] = [f"{path.stem}-flare-{i}" for i in range(len(df))]
+    gdf = _typed(df, _points(df, path))
+    gdf["gas_rate_sm3_per_day"] = rate.to_numpy()
+    gdf["flare_efficiency"] = eff.to_numpy()
+    gdf.attrs.update(source=str(path), format="flares")
+    return gdf
+
+
 def read_facilities(path: str | Path, **kwargs: object) -> gpd.GeoDataFrame:
     """Read a facility table, choosing :func:`read_gppd` when the file has a ``gppd_idnr`` column."""
     path = Path(path)

@@ -94,6 +94,13 @@ SECTOR_PROFILE = {
 }
 
 
+#: Gas flaring, gas taken as methane at 15 °C, 101.325 kPa (42.29 mol sm-3): CO2 of the burnt part and CH4 of
+#: the unburnt part (a "flare efficiency" below 1; heavier hydrocarbons would raise the CO2 per sm3).
+MOL_PER_SM3 = 101325.0 / (8.314462618 * 288.15)
+CO2_KG_PER_SM3_BURNT = MOL_PER_SM3 * 44.0095e-3
+CH4_KG_PER_SM3 = MOL_PER_SM3 * 16.0425e-3
+
+
 class InventoryError(ValueError):
     """The inventory inputs are inconsistent (sectors, totals, proxies, fuels)."""
 
@@ -205,3 +212,19 @@ def time_factors(profile: str, times_utc: pd.DatetimeIndex, timezone: str = "UTC
     days = days / days.mean()
     local = pd.DatetimeIndex(times_utc).tz_localize("UTC").tz_convert(timezone)
     return hours[local.hour.to_numpy()] * days[local.day_of_week.to_numpy()]
+
+
+def flaring_emissions(gas_rate_sm3_per_day: np.ndarray, flare_efficiency: np.ndarray | float = 0.98):
+    """Annual CO2 and CH4 (t per year) of flaring ``gas_rate_sm3_per_day`` (e.g. a gas field's rates).
+
+    ``CO2 = rate × efficiency × 1.861 kg sm-3``, ``CH4 = rate × (1 − efficiency) × 0.678 kg sm-3``
+    (methane at standard conditions); the CH4 is reported, not transported (the twin is CO2 only).
+    """
+    rate = np.asarray(gas_rate_sm3_per_day, dtype=float)
+    eff = np.broadcast_to(np.asarray(flare_efficiency, dtype=float), rate.shape)
+    if (rate < 0).any() or ((eff < 0) | (eff > 1)).any():
+        raise InventoryError("flaring: gas rates must be >= 0 and flare efficiencies within 0..1")
+    days = SECONDS_PER_YEAR / 86400.0
+    return rate * eff * CO2_KG_PER_SM3_BURNT * days / 1000.0, rate * (
+        1.0 - eff
+    ) * CH4_KG_PER_SM3 * days / 1000.0

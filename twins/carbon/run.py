@@ -62,6 +62,7 @@ class CarbonConfig(_Model):
     sector_totals_t_per_year: dict[str, float]
     proxies: dict[str, str]
     facilities: str | None = None
+    flares: str | None = None
     prior_uncertainty: dict[str, float] = Field(default_factory=dict)
     correlation_length_m: float = Field(1000.0, gt=0)
     release_height_m: float = Field(10.0, ge=0)
@@ -110,13 +111,25 @@ def _path(base: Path, value: str) -> Path:
 
 
 def _facilities(cfg: CarbonConfig, base: Path, g: dict[str, Any]):
-    from pipelines.sources.facilities import read_facilities
+    from pipelines.sources.facilities import read_facilities, read_flares
 
-    if cfg.facilities is None:
-        return None, np.zeros(0), np.zeros((0, 6))
+    tables = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        table = read_facilities(_path(base, cfg.facilities))
+        if cfg.facilities is not None:
+            tables.append(read_facilities(_path(base, cfg.facilities)))
+        if cfg.flares is not None:
+            flares = read_flares(_path(base, cfg.flares))
+            co2, _ = inventory.flaring_emissions(flares["gas_rate_sm3_per_day"], flares["flare_efficiency"])
+            flares["co2_t_per_year"] = co2
+            tables.append(
+                flares.drop(columns=["gas_rate_sm3_per_day", "flare_efficiency"]).to_crs(
+                    tables[0].crs if tables else flares.crs
+                )
+            )
+    if not tables:
+        return None, np.zeros(0), np.zeros((0, 6))
+    table = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
     xy = adapter.to_grid_xy(table, g["crs"])
     keep = adapter.inside(xy, g)
     if not keep.all():
