@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -229,6 +230,8 @@ def build(deck: DeckData, options: Options | None = None) -> Case:
     controls = _controls(deck, well_names, hydrocarbon)
     dts = jnp.asarray(np.diff(deck.schedule.times) * DAY)
     sim = Simulator(len(pv), len(well_names), conn, cells, perf_well, tabulated, options)
+    if len(dts):
+        x0 = x0._replace(bhp=sim.initial_bhp(model, x0, jax.tree_util.tree_map(lambda a: a[0], controls)))
     return Case(sim, model, x0, controls, dts, well_names, hydrocarbon, deck.units, idx, deck)
 
 

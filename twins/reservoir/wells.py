@@ -107,7 +107,10 @@ def control_equation(
     """
     q_prod = ctrl.w_water * qw + ctrl.w_hc * qh
     q_inj = -(ctrl.inj_water * qw + (1.0 - ctrl.inj_water) * qh)
-    g_rate = jnp.where(ctrl.is_inj > 0, ctrl.rate - q_inj, ctrl.rate - q_prod) / Q_SCALE
-    g_bhp = jnp.where(ctrl.is_inj > 0, ctrl.bhp - bhp, bhp - ctrl.bhp) / P_SCALE
+    # relative distances to the rate target and the BHP limit: comparable scales for the switch
+    q_scale = jnp.where(ctrl.rate < 0.5 * BIG, jnp.maximum(jnp.abs(ctrl.rate), Q_SCALE), Q_SCALE)
+    p_scale = jnp.maximum(jnp.abs(ctrl.bhp), P_SCALE)
+    g_rate = jnp.where(ctrl.is_inj > 0, ctrl.rate - q_inj, ctrl.rate - q_prod) / q_scale
+    g_bhp = jnp.where(ctrl.is_inj > 0, ctrl.bhp - bhp, bhp - ctrl.bhp) / p_scale
     eq = jnp.minimum(g_rate, g_bhp)
     return jnp.where(ctrl.is_open > 0, eq, (bhp - p_ref) / P_SCALE)
