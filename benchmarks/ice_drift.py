@@ -8,7 +8,9 @@ and Parcels) and turned into a geotwin cube (read by the twin). Every run does 4
   ``iceberg`` (inertial OpenBerg/Keghouche physics), N particles, one jitted call (compile excluded:
   the second call is timed), then one ensemble (members x 10,000 particles) in one vmapped call;
 - peers, each in a fresh process: OpenDrift OceanDrift (RK4 + 2 % wind drift), Parcels AdvectionRK4
-  and OpenDrift OpenBerg (roll-over off), on fewer particles (their cost is linear in N);
+  and OpenDrift OpenBerg (roll-over off), on fewer particles (their cost is linear in N, but small
+  runs carry their fixed per-step overhead: the ratios are only fair at a few thousand particles or
+  more, so ``--quick`` still uses 5,000);
 - ratios are rates measured in this run; agreement: median distance between the end positions of the
   same seeds (geotwin passive vs OceanDrift, geotwin iceberg without added mass vs OpenBerg).
 
@@ -44,7 +46,7 @@ def _fields() -> dict[str, np.ndarray]:
     lo, la = np.meshgrid(lon, lat)
     lo, la = lo[None], la[None]
     day = 2 * np.pi * th / 86400.0
-    return {
+    out = {
         "lon": lon,
         "lat": lat,
         "uo": 0.15 * np.sin(2 * np.pi * (la - LAT0) / 2.5) + 0.05 * np.cos(day),
@@ -54,6 +56,10 @@ def _fields() -> dict[str, np.ndarray]:
         "sic": np.clip((la - LAT0) / 3.0, 0.0, 1.0) + 0 * th,
         "hi": 0.5 + 1.0 * np.clip((la - LAT0) / 3.0, 0.0, 1.0) + 0 * th,
     }
+    # modelled ice velocity (OpenBerg's sea-ice force uses it; without it OpenBerg takes 0)
+    out["siu"] = out["uo"] + 0.015 * out["u10"]
+    out["siv"] = out["vo"] + 0.015 * out["v10"]
+    return out
 
 
 def write_netcdf(path: Path) -> None:
@@ -68,8 +74,17 @@ def write_netcdf(path: Path) -> None:
         "v10": "y_wind",
         "sic": "sea_ice_area_fraction",
         "hi": "sea_ice_thickness",
+        "siu": "sea_ice_x_velocity",
+        "siv": "sea_ice_y_velocity",
     }
-    data = {k: (dims, f[k].astype("float32"), {"standard_name": s, "units": "1" if k == "sic" else ("m" if k == "hi" else "m s-1")}) for k, s in std.items()}
+    data = {
+        k: (
+            dims,
+            f[k].astype("float32"),
+            {"standard_name": s, "units": "1" if k == "sic" else ("m" if k == "hi" else "m s-1")},
+        )
+        for k, s in std.items()
+    }
     ds = xr.Dataset(
         data,
         coords={
@@ -91,7 +106,16 @@ def forcing_cube() -> xr.Dataset:
     f = _fields()
     gbox = GeoBox((NY, NX), Affine(DLON, 0.0, LON0, 0.0, -DLAT, LAT0 + NY * DLAT), "EPSG:4326")
     times = T0 + np.arange(STEPS + 1) * np.timedelta64(3600, "s")
-    names = {"uo": "uo", "vo": "vo", "u10": "u10", "v10": "v10", "sic": "sea_ice_concentration", "hi": "sea_ice_thickness"}
+    names = {
+        "uo": "uo",
+        "vo": "vo",
+        "u10": "u10",
+        "v10": "v10",
+        "sic": "sea_ice_concentration",
+        "hi": "sea_ice_thickness",
+        "siu": "siu",
+        "siv": "siv",
+    }
     units = {"sic": "1", "hi": "m"}
     data = {
         name: xr.DataArray(
@@ -153,7 +177,14 @@ def _opendrift(model_name: str, nc: str, n: int) -> dict:
     el = time.perf_counter() - t
     lon = np.asarray(o.result.lon.isel(time=-1).values)
     lat = np.asarray(o.result.lat.isel(time=-1).values)
-    return {"psteps_per_s": n * STEPS / el, "seconds": el, "n": n, "lon": lon.tolist(), "lat": lat.tolist(), "peak_rss_mb": _rss_mb()}
+    return {
+        "psteps_per_s": n * STEPS / el,
+        "seconds": el,
+        "n": n,
+        "lon": lon.tolist(),
+        "lat": lat.tolist(),
+        "peak_rss_mb": _rss_mb(),
+    }
 
 
 def _parcels(nc: str, n: int) -> dict:
@@ -164,15 +195,31 @@ def _parcels(nc: str, n: int) -> dict:
     logging.disable(logging.WARNING)
     ds = xr.open_dataset(nc).load()
     sg = parcels.convert.copernicusmarine_to_sgrid(
-        fields={"U": ds["uo"].expand_dims(depth=[0.0], axis=1), "V": ds["vo"].expand_dims(depth=[0.0], axis=1)}
+        fields={
+            "U": ds["uo"].expand_dims(depth=[0.0], axis=1),
+            "V": ds["vo"].expand_dims(depth=[0.0], axis=1),
+        }
     )
     fs = parcels.FieldSet.from_sgrid_conventions(sg, mesh="spherical")
     s = seeds(n)
-    pset = parcels.ParticleSet(fs, pclass=parcels.Particle, x=s["lon"].values, y=s["lat"].values, z=np.zeros(n), t=np.full(n, T0))
+    pset = parcels.ParticleSet(
+        fs, pclass=parcels.Particle, x=s["lon"].values, y=s["lat"].values, z=np.zeros(n), t=np.full(n, T0)
+    )
     t = time.perf_counter()
-    pset.execute(parcels.kernels.AdvectionRK4, dt=np.timedelta64(3600, "s"), runtime=np.timedelta64(STEPS, "h"), verbose_progress=False)
+    pset.execute(
+        parcels.kernels.AdvectionRK4,
+        dt=np.timedelta64(3600, "s"),
+        runtime=np.timedelta64(STEPS, "h"),
+        verbose_progress=False,
+    )
     el = time.perf_counter() - t
-    return {"psteps_per_s": n * STEPS / el, "seconds": el, "n": n, "peak_rss_mb": _rss_mb(), "version": parcels.__version__}
+    return {
+        "psteps_per_s": n * STEPS / el,
+        "seconds": el,
+        "n": n,
+        "peak_rss_mb": _rss_mb(),
+        "version": parcels.__version__,
+    }
 
 
 _PEERS = {
@@ -200,7 +247,9 @@ def run_peer(kind: str, nc: Path, n: int, timeout: float = 900.0) -> dict:
 # ---------------------------------------------------------------- geotwin
 
 
-def time_geotwin(cube: xr.Dataset, table: pd.DataFrame, model: str, members: int = 1, params: dict | None = None) -> dict:
+def time_geotwin(
+    cube: xr.Dataset, table: pd.DataFrame, model: str, members: int = 1, params: dict | None = None
+) -> dict:
     import jax
 
     from twins.ice.simulate import prepare, run_prepared
@@ -214,7 +263,14 @@ def time_geotwin(cube: xr.Dataset, table: pd.DataFrame, model: str, members: int
     el = time.perf_counter() - t
     n = len(table) * members
     lon, lat = prep.meta.to_lonlat(np.asarray(final.x)[0], np.asarray(final.y)[0])
-    return {"psteps_per_s": n * STEPS / el, "seconds": el, "first_call_s": compile_s, "n": n, "lon": lon, "lat": lat}
+    return {
+        "psteps_per_s": n * STEPS / el,
+        "seconds": el,
+        "first_call_s": compile_s,
+        "n": n,
+        "lon": lon,
+        "lat": lat,
+    }
 
 
 def median_distance_m(lon1, lat1, lon2, lat2) -> float:
@@ -228,8 +284,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small peer runs and ensemble (about 1 minute)")
     ap.add_argument("--particles", type=int, default=100_000, help="geotwin particles (default 100,000)")
-    ap.add_argument("--peer-particles", type=int, default=None, help="OceanDrift/Parcels particles (default 10,000; quick 2,000)")
-    ap.add_argument("--members", type=int, default=None, help="ensemble members x 10,000 particles (default 100; quick 10)")
+    ap.add_argument(
+        "--peer-particles",
+        type=int,
+        default=None,
+        help="OceanDrift/Parcels particles (default 10,000; quick 2,000)",
+    )
+    ap.add_argument(
+        "--members",
+        type=int,
+        default=None,
+        help="ensemble members x 10,000 particles (default 100; quick 10)",
+    )
     ap.add_argument("--no-peers", action="store_true", help="geotwin only")
     args = ap.parse_args(argv)
     import jax
@@ -237,7 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
     dev = jax.devices()[0]
     device = f"{dev.platform}:{getattr(dev, 'device_kind', '')}"
     print(f"device: {device} ({len(jax.devices())} visible)", flush=True)
-    peer_n = args.peer_particles or (2_000 if args.quick else 10_000)
+    peer_n = args.peer_particles or (5_000 if args.quick else 20_000)
     members = args.members or (10 if args.quick else 100)
 
     cube = forcing_cube()
@@ -245,16 +311,27 @@ def main(argv: list[str] | None = None) -> dict:
     res = {}
     for model, params in (("sea_ice", None), ("passive", {"wind_drift_factor": 0.02}), ("iceberg", None)):
         res[model] = time_geotwin(cube, table, model, params=params)
-        print(f"geotwin {model:8s}: {res[model]['psteps_per_s'] / 1e6:8.2f} M particle-steps/s ({res[model]['seconds']:.2f} s; first call {res[model]['first_call_s']:.1f} s)", flush=True)
-    ens = time_geotwin(cube, seeds(10_000, 1), "sea_ice", members=members, params={"perturb_position_m": 2000.0})
-    print(f"geotwin ensemble {members} x 10,000: {ens['psteps_per_s'] / 1e6:.2f} M particle-steps/s ({ens['seconds']:.2f} s, one vmapped call)", flush=True)
+        print(
+            f"geotwin {model:8s}: {res[model]['psteps_per_s'] / 1e6:8.2f} M particle-steps/s ({res[model]['seconds']:.2f} s; first call {res[model]['first_call_s']:.1f} s)",
+            flush=True,
+        )
+    ens = time_geotwin(
+        cube, seeds(10_000, 1), "sea_ice", members=members, params={"perturb_position_m": 2000.0}
+    )
+    print(
+        f"geotwin ensemble {members} x 10,000: {ens['psteps_per_s'] / 1e6:.2f} M particle-steps/s ({ens['seconds']:.2f} s, one vmapped call)",
+        flush=True,
+    )
     t = time.perf_counter()
     from twins.ice import simulate
 
     simulate(cube, seeds(10_000), model="sea_ice", duration=STEPS * 3600, dt=3600)
     e2e = time.perf_counter() - t
     peak = _rss_mb()
-    print(f"geotwin simulate() end to end, 10,000 particles incl. cube output: {e2e:.2f} s; peak RSS so far {peak:.0f} MB", flush=True)
+    print(
+        f"geotwin simulate() end to end, 10,000 particles incl. cube output: {e2e:.2f} s; peak RSS so far {peak:.0f} MB",
+        flush=True,
+    )
 
     peers: dict[str, dict] = {}
     if not args.no_peers:
@@ -263,7 +340,10 @@ def main(argv: list[str] | None = None) -> dict:
             write_netcdf(nc)
             for kind, n in (("oceandrift", peer_n), ("parcels", peer_n), ("openberg", max(peer_n // 4, 200))):
                 peers[kind] = run_peer(kind, nc, n)
-                msg = peers[kind].get("error") or f"{peers[kind]['psteps_per_s'] / 1e6:.3f} M particle-steps/s ({n} particles, peak RSS {peers[kind]['peak_rss_mb']:.0f} MB)"
+                msg = (
+                    peers[kind].get("error")
+                    or f"{peers[kind]['psteps_per_s'] / 1e6:.3f} M particle-steps/s ({n} particles, peak RSS {peers[kind]['peak_rss_mb']:.0f} MB)"
+                )
                 print(f"{kind:10s}: {msg}", flush=True)
 
     def rate(kind: str) -> float | None:
@@ -277,11 +357,16 @@ def main(argv: list[str] | None = None) -> dict:
     if rate("oceandrift"):
         n = peers["oceandrift"]["n"]
         ref = time_geotwin(cube, seeds(n), "passive", params={"wind_drift_factor": 0.02})
-        agree["passive_vs_oceandrift_median_m"] = round(median_distance_m(ref["lon"], ref["lat"], peers["oceandrift"]["lon"], peers["oceandrift"]["lat"]), 1)
+        agree["passive_vs_oceandrift_median_m"] = round(
+            median_distance_m(ref["lon"], ref["lat"], peers["oceandrift"]["lon"], peers["oceandrift"]["lat"]),
+            1,
+        )
     if rate("openberg"):
         n = peers["openberg"]["n"]
         ref = time_geotwin(cube, seeds(n), "iceberg", params={"added_mass": 0.0})
-        agree["iceberg_vs_openberg_median_m"] = round(median_distance_m(ref["lon"], ref["lat"], peers["openberg"]["lon"], peers["openberg"]["lat"]), 1)
+        agree["iceberg_vs_openberg_median_m"] = round(
+            median_distance_m(ref["lon"], ref["lat"], peers["openberg"]["lon"], peers["openberg"]["lat"]), 1
+        )
     for k, v in agree.items():
         print(f"agreement {k}: {v} m after {STEPS} h", flush=True)
     out = {

@@ -61,3 +61,25 @@ def forcing_cube(
             attrs={"units": units, "long_name": long_name, "standard_name": std},
         )
     return make_cube(data, gbox)
+
+
+def build_barents_store(shared_data, tmp_path, *, end: str = "2016-02-04T12:00"):
+    """Build the demo ``barents`` cube (catalogs/demo/barents.yaml) from shared/data's Arctic20 file.
+
+    Returns ``(store_path, cube)``; the time axis is cut at ``end`` to keep the build short.
+    """
+    import yaml
+
+    from pipelines import open_cube
+    from pipelines.build import build_region
+    from tests.conftest import REPO, shared_file
+
+    nc = shared_file(shared_data, "ocean_ice/Arctic20_1to5Feb_2016.nc")
+    cfg = yaml.safe_load((REPO / "catalogs" / "demo" / "barents.yaml").read_text())
+    cfg["sources"][0]["path"] = str(nc)
+    cfg["time"]["end"] = end
+    path = tmp_path / "barents.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    store = tmp_path / "store"
+    build_region(path, store)
+    return store, open_cube(store, "barents").load()

@@ -29,7 +29,10 @@ from pyproj import CRS, Geod, Transformer
 
 from twins.core import coriolis_parameter
 
-GEOMETRY_CHANNELS = ("wet", "f", "jex", "jey", "jnx", "jny")
+#: Channel order after the physical variables. The kernels sample a *prefix* of the channels at every
+#: integration stage (physics + Jacobian, + f for sea ice/icebergs, + metric for inertial models) and
+#: ``wet`` (last) only once per step, so keep this order.
+GEOMETRY_CHANNELS = ("jex", "jey", "jnx", "jny", "f")
 INERTIAL_CHANNELS = ("metric",)
 ICEBERG_DEFAULTS = {"length": 100.0, "width": 30.0, "draft": 90.0, "sail": 10.0}  # OpenBerg defaults, m
 
@@ -236,12 +239,12 @@ def forcing_arrays(
             arr = np.nan_to_num(grid_var(var), nan=0.0)
         out.append(arr.astype(dtype))
         names.append(name)
-    out.append(wet)
-    names.append("wet")
     inertial = model == "iceberg" or dynamics == "inertial"
-    for name in GEOMETRY_CHANNELS[1:] + (INERTIAL_CHANNELS if inertial else ()):
+    for name in GEOMETRY_CHANNELS + (INERTIAL_CHANNELS if inertial else ()):
         out.append(np.broadcast_to(geom[name].astype(dtype), (nt, ny, nx)))
         names.append(name)
+    out.append(wet)
+    names.append("wet")
     fields = np.stack(out, axis=1)  # (nt, nv, ny, nx): channel-major, see twins.core.interp
     tsec = ((times - times[0]) / np.timedelta64(1, "s")).astype(dtype)
     ref = ds["spatial_ref"]

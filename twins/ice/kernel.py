@@ -68,9 +68,23 @@ class Particles(NamedTuple):
 def sample_env(
     snapshot: Array, grid: GridSpec, channels: tuple[str, ...], x: Array, y: Array
 ) -> tuple[dict, Array]:
-    """Forcing snapshot ``(nv, ny, nx)`` at the particles as ``{channel: (n,)}`` and the inside flag."""
-    vals, ok = sample_snapshot(snapshot, grid, x, y)
+    """Forcing snapshot ``(nv, ny, nx)`` at the particles as ``{channel: (n,)}`` and the inside flag.
+
+    Only the first ``len(channels)`` channels of the snapshot are gathered.
+    """
+    vals, ok = sample_snapshot(snapshot[: len(channels)], grid, x, y)
     return {name: vals[i] for i, name in enumerate(channels)}, ok
+
+
+def stage_channels(channels: tuple[str, ...], model: str) -> tuple[str, ...]:
+    """The prefix of ``channels`` the physics needs at every stage (everything but ``wet``; passive: no ``f``)."""
+    drop = {"wet", "f", "metric"} if model == "passive" else {"wet"}
+    k = len(channels)
+    while k and channels[k - 1] in drop:
+        k -= 1
+    if any(c in ("wet",) for c in channels[:k]):
+        raise ValueError(f"channel order {channels}: 'wet' must come after the stage channels")
+    return channels[:k]
 
 
 def snapshots(forcing: Forcing, t: Array, dt: float, fractions: tuple[float, ...]) -> dict[float, Array]:
@@ -88,9 +102,9 @@ def _finish(
     state: Particles, xn: Array, yn: Array, un: Array, vn: Array, snap1: Array, grid: GridSpec, channels, dt
 ) -> Particles:
     t1 = state.t + dt
-    env, ok = sample_env(snap1, grid, channels, xn, yn)
+    wet_frac, ok = sample_snapshot(snap1[channels.index("wet") :][:1], grid, xn, yn)
     active = state.status == ACTIVE
-    wet = env["wet"] >= 0.5
+    wet = wet_frac[0] >= 0.5
     moved = active & ok & wet
     status = jnp.where(active & ~ok, OUTSIDE, jnp.where(active & ok & ~wet, STRANDED, state.status))
     status = jnp.where((status == NOT_RELEASED) & (state.release <= t1 + 1e-3 * dt), ACTIVE, status)
@@ -109,6 +123,7 @@ def _finish(
 def make_stepper(cfg: Config, channels: tuple[str, ...], dt: float) -> Any:
     """Return the pure ``step(state, forcing, params, props) -> state`` for ``cfg``."""
     inertial = cfg.model == "iceberg" or (cfg.model == "sea_ice" and cfg.dynamics == "inertial")
+    stage = stage_channels(channels, cfg.model)
 
     if not inertial:
         fractions = tuple(sorted(set(STAGE_FRACTIONS.get(cfg.scheme, ())) | {1.0}))
@@ -119,7 +134,7 @@ def make_stepper(cfg: Config, channels: tuple[str, ...], dt: float) -> Any:
             snaps = snapshots(forcing, state.t, dt, fractions)
 
             def vel(pos, t, c):
-                env, _ = sample_env(snaps[c], forcing.grid, channels, pos[0], pos[1])
+                env, _ = sample_env(snaps[c], forcing.grid, stage, pos[0], pos[1])
                 return grid_rate(env, steady_velocity(env, params, cfg))
 
             xn, yn = make_step(vel, cfg.scheme)((state.x, state.y), state.t, dt)
@@ -137,13 +152,13 @@ def make_stepper(cfg: Config, channels: tuple[str, ...], dt: float) -> Any:
     def step(state: Particles, forcing: Forcing, params: IceParams, props: Mapping[str, Array]) -> Particles:
         u0 = as_complex(state.u, state.v)
         snaps = snapshots(forcing, state.t, dt, (0.0, 1.0))
-        env0, _ = sample_env(snaps[0.0], forcing.grid, channels, state.x, state.y)
+        env0, _ = sample_env(snaps[0.0], forcing.grid, stage, state.x, state.y)
         k0, s0, m0, lock0, vi0 = system(env0, u0, params, props)
         u1, d1 = exp_update(u0, k0, s0, m0, dt)
         u1 = jnp.where(lock0, vi0, u1)
         d1 = jnp.where(lock0, vi0 * dt, d1)
         rx, ry = grid_rate(env0, d1)
-        env1, _ = sample_env(snaps[1.0], forcing.grid, channels, state.x + rx, state.y + ry)
+        env1, _ = sample_env(snaps[1.0], forcing.grid, stage, state.x + rx, state.y + ry)
         k1, s1, m1, lock1, vi1 = system(env1, u1, params, props)
         u2, d2 = exp_update(u0, 0.5 * (k0 + k1), 0.5 * (s0 + s1), 0.5 * (m0 + m1), dt)
         lock = lock0 & lock1
