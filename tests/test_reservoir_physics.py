@@ -174,3 +174,32 @@ def test_mass_balance_quarter_five_spot() -> None:
         cum_o = float(np.sum(np.asarray(rep.cum_h)[n]))
         assert (w0 - w1) == pytest.approx(cum_w, rel=1e-7, abs=1e-6 * w0)
         assert (o0 - o1) == pytest.approx(cum_o, rel=1e-7)
+
+
+def _papay_z(p_bar: np.ndarray) -> np.ndarray:
+    """Papay z-factor at Tpr = 1.6, Ppc = 46 bar (the correlation GAS_DEPLETION.DATA's PVDG was made from)."""
+    ppr, tpr = p_bar / 46.0, 1.6
+    return 1 - 3.52 * ppr / 10 ** (0.9813 * tpr) + 0.274 * ppr**2 / 10 ** (0.8157 * tpr)
+
+
+def test_gas_depletion_p_over_z_linear_in_cumulative() -> None:
+    """Volumetric dry gas: p/z falls linearly with Gp and extrapolates to the volumetric OGIP (material balance)."""
+    from twins.reservoir.summary import summary_table
+
+    case = build(read_deck_full(CATALOG / "GAS_DEPLETION.DATA"))
+    rep = case.run()
+    table = summary_table(case, rep)
+    rate_ctrl = table["FGPR"] > 199999.0  # before the well hits its BHP limit
+    assert rate_ctrl.sum() > 30
+    p = table["FPR"].to_numpy()  # bar, gas-pore-volume weighted
+    gp = table["FGPT"].to_numpy()  # sm3
+    pz = p / _papay_z(p)
+    slope, intercept = np.polyfit(gp, pz, 1)
+    fit = slope * gp + intercept
+    assert np.max(np.abs(fit - pz) / pz) < 0.01  # linear within 1 % over the whole depletion
+    # volumetric OGIP from the deck's geometry and the correlation: PV * Sg / Bg(p_i)
+    pv = 20 * 20 * 2 * 50 * 50 * 10 * 0.15
+    t_ratio = 373.15 / 288.71
+    bg_i = np.array([(1.01325 / pi) * _papay_z(np.array(pi)) * t_ratio for pi in (250.0, 251.0)])
+    ogip = pv / 2 * 0.8 * np.sum(1 / bg_i)
+    assert -intercept / slope == pytest.approx(ogip, rel=0.01)
