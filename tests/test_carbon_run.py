@@ -49,12 +49,12 @@ def _city(tmp_path):
 
     cx, cy = X0 + 15.5 * RES, Y1 - 14.5 * RES
     ang = np.deg2rad(np.arange(0, 360, 45))
-    pts = gpd.GeoSeries(
-        gpd.points_from_xy(cx + 1300 * np.cos(ang), cy + 1300 * np.sin(ang)), crs=32610
-    ).to_crs(4326)
+    xs = np.append(cx + 1300 * np.cos(ang), X0 + 10.5 * RES)  # S8 sits on the centre of cell (y 20, x 10)
+    ys = np.append(cy + 1300 * np.sin(ang), Y1 - 20.5 * RES)
+    pts = gpd.GeoSeries(gpd.points_from_xy(xs, ys), crs=32610).to_crs(4326)
     sites = tmp_path / "sites.csv"
     pd.DataFrame(
-        {"site_id": [f"S{i}" for i in range(8)], "latitude": pts.y, "longitude": pts.x, "height_m": 3.0}
+        {"site_id": [f"S{i}" for i in range(9)], "latitude": pts.y, "longitude": pts.x, "height_m": 3.0}
     ).to_csv(sites, index=False)
     steel = gpd.GeoSeries(gpd.points_from_xy([cx - 1000], [cy + 600]), crs=32610).to_crs(4326)
     fac = tmp_path / "factories.csv"
@@ -106,13 +106,18 @@ def test_osse_recovers_city_total_and_writes_cubes(tmp_path):
     np.testing.assert_allclose(flux["sector_total"].values, prior.values[:3], rtol=1e-5)
     sens = open_cube(store, "testcity_sensors")
     assert (
-        sens.attrs["featureType"] == "timeSeries" and sens.sizes["station"] == 8 and sens.sizes["time"] == 72
+        sens.attrs["featureType"] == "timeSeries" and sens.sizes["station"] == 9 and sens.sizes["time"] == 72
     )
     # observations were simulated from the truth: the posterior fits them better than the prior
     obs, pri, pos = (sens[v].values for v in ("co2_observed", "co2_prior", "co2_posterior"))
     assert np.sqrt(np.mean((pos - obs) ** 2)) < np.sqrt(np.mean((pri - obs) ** 2))
     conc = open_cube(store, "testcity_concentration")
     assert conc["co2_enhancement_prior"].dims == ("time", "y", "x")
+    # the map (FFT convolution + stacks on the grid) equals the sensor Jacobian at a cell-centre sensor
+    for which in ("prior", "posterior"):
+        on_map = conc[f"co2_enhancement_{which}"].values[:, 20, 10]
+        at_sensor = sens[f"co2_{which}"].sel(station="S8").values
+        np.testing.assert_allclose(on_map, at_sensor, rtol=2e-3, atol=2e-3 * at_sensor.max())
 
 
 def test_gradient_solver_matches_closed_form_run(tmp_path):

@@ -179,16 +179,19 @@ def concentration_cube(
     height: float,
     config: Any = None,
 ) -> xr.Dataset:
-    """Map cube ``(time, y, x)`` of the CO2 enhancement (ppm) at ``height`` from the area sources."""
+    """Map cube ``(time, y, x)`` of the CO2 enhancement (ppm) at ``height`` from all sources."""
     data = {
         "co2_enhancement_prior": _da(
-            prior, ("time", "y", "x"), "ppm", f"prior CO2 enhancement at {height:g} m from area sources"
+            prior,
+            ("time", "y", "x"),
+            "ppm",
+            f"prior CO2 enhancement at {height:g} m (area and point sources)",
         ),
         "co2_enhancement_posterior": _da(
             posterior,
             ("time", "y", "x"),
             "ppm",
-            f"posterior CO2 enhancement at {height:g} m from area sources",
+            f"posterior CO2 enhancement at {height:g} m (area and point sources)",
         ),
     }
     ds = make_cube(data, g["geobox"], config=config)

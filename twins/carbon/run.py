@@ -401,13 +401,19 @@ def result_cubes(cfg: CarbonConfig, p: dict[str, Any], post: Posterior, y: np.nd
         cfg.release_height_m,
         cfg.setting,
     )
+    maps = [np.array(concentration_map(f, *args)) for f in (prior_area, post_area)]
+    n_area = k * ny * nx
+    if len(p["q_t"]):  # stacks: plume of each at every cell centre (receptor height), scaled by its emission
+        receptors = np.column_stack([g["cells"], np.full(len(g["cells"]), cfg.receptor_height_m)])
+        f_pt = np.asarray(
+            point_footprint(
+                receptors, p["stacks"], p["u"], p["v"], p["stability"], cfg.air_temperature_k, cfg.setting
+            )
+        )  # (cells, T, P) ppm per kg/s
+        for m, x in zip(maps, (xb, xa), strict=True):
+            m += np.einsum("ctp,pt,p->tc", f_pt, p["prof_pt"], x[n_area:]).reshape(m.shape)
     cubes["concentration"] = adapter.concentration_cube(
-        g,
-        times,
-        np.asarray(concentration_map(prior_area, *args)),
-        np.asarray(concentration_map(post_area, *args)),
-        cfg.receptor_height_m,
-        conf,
+        g, times, maps[0], maps[1], cfg.receptor_height_m, conf
     )
     n_s, n_t = len(p["sites"]), len(times)
     series = {
