@@ -120,6 +120,7 @@ def test_osse_recovers_city_total_and_writes_cubes(tmp_path):
         np.testing.assert_allclose(on_map, at_sensor, rtol=2e-3, atol=2e-3 * at_sensor.max())
 
 
+@pytest.mark.slow  # the solver identity itself is in test_carbon_inversion; this is the run-level check
 def test_gradient_solver_matches_closed_form_run(tmp_path):
     store, sites, fac = _city(tmp_path)
     cfg = _config(store, sites, fac, period={"start": "2024-07-01T00:00", "end": "2024-07-01T23:00"})
