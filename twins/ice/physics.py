@@ -93,6 +93,7 @@ class IceParams(NamedTuple):
     berg_ice_drag: float = 1.0  # OpenBerg csi
     added_mass: float = 0.5  # Cm (Keghouche et al. 2009); 0 reproduces OpenBerg
     berg_weight_coef: float = 1.0  # shape factor on the mass (1 tabular, ~0.3 pinnacle)
+    coriolis_factor: float = 1.0  # multiplies f (0 switches Coriolis off, e.g. to compare with OpenBerg)
 
 
 class Config(NamedTuple):
@@ -193,7 +194,7 @@ def sea_ice_velocity(env: Mapping[str, Array], p: IceParams, cfg: Config) -> Arr
     if cfg.ice_velocity == "forcing":
         return as_complex(env["siu"], env["siv"])
     ua = as_complex(env["u10"], env["v10"])
-    f = env["f"]
+    f = env["f"] * p.coriolis_factor
     if cfg.ice_velocity == "wind_factor":
         turn = jnp.exp(-1j * jnp.deg2rad(p.wind_angle_deg) * jnp.sign(f))
         return uw + p.wind_factor * turn * ua
@@ -225,7 +226,7 @@ def sea_ice_linear_system(
     """``(K, S, M')`` of the floe momentum equation per unit area, drag linearised about ``u``."""
     uw = as_complex(env["uo"], env["vo"])
     ua = as_complex(env["u10"], env["v10"])
-    f = env["f"]
+    f = env["f"] * p.coriolis_factor
     m = p.rho_ice * _thickness(env, p)
     theta = jnp.deg2rad(p.turning_deg) * jnp.sign(f)
     kw = p.rho_water * p.cw_ice * jnp.abs(u - uw) * jnp.exp(1j * theta)
@@ -244,7 +245,7 @@ def iceberg_linear_system(
     length, width, draft, sail = props["length"], props["width"], props["draft"], props["sail"]
     uw = as_complex(env["uo"], env["vo"])
     ua = as_complex(env["u10"], env["v10"])
-    f = env["f"]
+    f = env["f"] * p.coriolis_factor
     mass = p.rho_iceberg * length * width * (draft + sail) * p.berg_weight_coef
     dw = (
         0.5 * p.rho_water * p.berg_water_form_drag * length * draft
