@@ -35,7 +35,7 @@ def test_seeding_from_concentration(eastward):
     # rows within reach: |y| - 10 km <= sqrt(70² - dx²) km with dx = 52.5, 57.5, 62.5, 67.5 km
     # -> |y| <= 56.3, 49.9, 41.5, 28.5 km -> 20, 20, 16, 12 of the 5 km rows (centres ±2.5 .. ±47.5 km)
     assert len(s) == 20 + 20 + 16 + 12
-    assert np.all(s["concentration"] == pytest.approx(0.8))
+    np.testing.assert_allclose(s["concentration"], 0.8)
 
 
 def test_arrival_time_and_probability(eastward):
