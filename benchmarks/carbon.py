@@ -101,7 +101,7 @@ PPM = 1e6 * 28.9647e-3 / (44.0095e-3 * (101325.0 * 28.9647e-3 / (8.314462618 * 2
 
 def numpy_footprint(p: dict[str, Any], hours: slice, dtype=np.float32) -> np.ndarray:
     """(S, T, C) footprint, urban Briggs, release 10 m, receptor 3 m: vectorised NumPy."""
-    u, v, k = p["u"][hours], p["v"][hours], p["stab"][hours]
+    u, v, k = p["u"][hours].astype(dtype), p["v"][hours].astype(dtype), p["stab"][hours]
     speed = np.hypot(u, v)
     ex, ey = (u / speed)[None, :, None], (v / speed)[None, :, None]
     dx = (p["sensors"][:, 0:1] - p["cells"][:, 0][None, :])[:, None, :].astype(dtype)
@@ -110,7 +110,7 @@ def numpy_footprint(p: dict[str, Any], hours: slice, dtype=np.float32) -> np.nda
     cross = -dx * ey + dy * ex
     half = CELL / 2
     down = np.where(down > -half, np.maximum(down, half), down)
-    a, b, c, d, e = (_URBAN[k, i][None, :, None] for i in range(5))
+    a, b, c, d, e = (_URBAN.astype(dtype)[k, i][None, :, None] for i in range(5))
     xd = np.maximum(down, 1.0)
     sy = a * xd / np.sqrt(1 + b * xd)  # same cheap roots as the JAX kernel (a fair peer)
     t = 1 + d * xd
