@@ -71,9 +71,11 @@ class IceRunConfig(_Strict):
 
 
 def _log(msg: str) -> None:
-    from rich.console import Console
+    """Progress line on stderr (stdout stays clean for the CLI's JSON)."""
+    import sys
+    from datetime import datetime
 
-    Console(stderr=True).log(f"ice twin: {msg}", markup=False)
+    print(f"[{datetime.now():%H:%M:%S}] ice twin: {msg}", file=sys.stderr, flush=True)
 
 
 def run_config(
