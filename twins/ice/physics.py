@@ -18,9 +18,9 @@ assumption, or none). Writing ``a = ρw Cw``, ``b = m f`` and ``T = τa - i b Uw
     a² s⁴ + 2 a b sinθ s³ + b² s² - |T|² = 0.
 
 The quartic in ``s`` has one positive root (all coefficients but the last are >= 0 when ``θ`` has the
-sign of ``f``); it is found by Newton's method from ``s0 = sqrt(|T| / a)`` (the ``b = 0`` root, an
-upper bound, from which Newton on this convex increasing polynomial converges monotonically), then
-``Ur = T / (a s e^{iθ} + i b)``.
+sign of ``f``); it is found by Newton's method from the root of ``a² s⁴ + b² s² = |T|²`` (an upper
+bound, from which Newton on this convex increasing polynomial converges monotonically; see
+:func:`free_drift_relative`), then ``Ur = T / (a s e^{iθ} + i b)``.
 
 Worked numbers (the test ``test_free_drift_closed_form`` checks them against ``numpy.roots``):
 ``Ua = 10 m s-1`` east, still water, ``h = 1 m``, latitude 80°N, ``ρa = 1.3``, ``Ca = 1.2e-3``,
@@ -60,7 +60,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 from jax import Array
 
@@ -132,8 +131,13 @@ def exp_update(u: Array, k: Array, s: Array, mass: Array, dt: Array) -> tuple[Ar
     return u + r * dt * p1, u * dt + r * dt * dt * p2
 
 
-def free_drift_relative(t_force: Array, a: Array, b: Array, theta: Array, newton_iters: int = 8) -> Array:
+def free_drift_relative(t_force: Array, a: Array, b: Array, theta: Array, newton_iters: int = 4) -> Array:
     """Steady free-drift relative velocity ``Ur = Ui - Uw`` solving ``(a|Ur|e^{iθ} + i b) Ur = T``.
+
+    Newton's method on the quartic starts from the root of ``a² s⁴ + b² s² = |T|²`` (an upper bound
+    of the true root when ``θ`` has the sign of ``f``), from which it converges monotonically: 4
+    iterations reach 5e-13 relative error over wind 0.1-30 m/s, thickness 0.1-5 m, latitude 50-89°,
+    drag coefficients x0.3-3 and θ 0-40° (checked against ``numpy.roots``).
 
     Parameters
     ----------
@@ -148,17 +152,19 @@ def free_drift_relative(t_force: Array, a: Array, b: Array, theta: Array, newton
     """
     tt = jnp.abs(t_force)
     t2 = tt * tt
-    c3 = 2 * a * b * jnp.sin(theta)
-
-    def newton(_: int, s: Array) -> Array:
+    sin_t = jnp.sin(theta)
+    c3 = 2 * a * b * sin_t
+    b2 = b * b
+    s = jnp.sqrt((jnp.sqrt(b2 * b2 + 4 * a * a * t2) - b2) / (2 * a * a))
+    for _ in range(newton_iters):  # unrolled: a handful of fused element-wise ops
         s2 = s * s
-        p = a * a * s2 * s2 + c3 * s2 * s + b * b * s2 - t2
-        dp = 4 * a * a * s2 * s + 3 * c3 * s2 + 2 * b * b * s
-        return jnp.maximum(jnp.where(dp > 0, s - p / jnp.where(dp > 0, dp, 1.0), s), 0.0)
-
-    s = jax.lax.fori_loop(0, newton_iters, newton, jnp.sqrt(tt / a))
-    denom = a * s * jnp.exp(1j * theta) + 1j * b
-    return jnp.where(jnp.abs(denom) > 0, t_force / jnp.where(jnp.abs(denom) > 0, denom, 1.0), 0.0)
+        p = a * a * s2 * s2 + c3 * s2 * s + b2 * s2 - t2
+        dp = 4 * a * a * s2 * s + 3 * c3 * s2 + 2 * b2 * s
+        s = jnp.maximum(jnp.where(dp > 0, s - p / jnp.where(dp > 0, dp, 1.0), s), 0.0)
+    d_re = a * s * jnp.cos(theta)
+    d_im = a * s * sin_t + b
+    n2 = d_re * d_re + d_im * d_im  # T / (d_re + i d_im) with a real denominator
+    return jnp.where(n2 > 0, t_force * (d_re - 1j * d_im) / jnp.where(n2 > 0, n2, 1.0), 0.0)
 
 
 def _metric(env: Mapping[str, Array], u: Array) -> Array:
