@@ -8,7 +8,7 @@ and Parcels) and turned into a geotwin cube (read by the twin). Every run does 4
   ``iceberg`` (inertial OpenBerg/Keghouche physics), N particles, one jitted call (compile excluded:
   the second call is timed), then one ensemble (members x 10,000 particles) in one vmapped call;
 - peers, each in a fresh process: OpenDrift OceanDrift (RK4 + 2 % wind drift), Parcels AdvectionRK4
-  and OpenDrift OpenBerg (roll-over and random walk off), on fewer particles (their cost is linear in N, but small
+  and OpenDrift OpenBerg (roll-over, random walk and wind-derived wave radiation off), on fewer particles (their cost is linear in N, but small
   runs carry their fixed per-step overhead: the ratios are only fair at a few thousand particles or
   more, so ``--quick`` still uses 5,000);
 - ratios are rates measured in this run; agreement: median distance between the end positions of the
@@ -168,6 +168,8 @@ def _opendrift(model_name: str, nc: str, n: int) -> dict:
         o.set_config("processes:roll_over", False)
         o.set_config("processes:grounding", False)
         o.set_config("environment:fallback:horizontal_diffusivity", 0.0)  # default: a 100 m2/s random walk
+        # OpenDrift derives a wave height from the wind when none is given; the cube has no waves
+        o.set_config("drift:wave_rad", False)
         kw = {}
     o.set_config("general:use_auto_landmask", False)
     o.set_config("environment:fallback:land_binary_mask", 0)
