@@ -247,3 +247,32 @@ def test_demo_facilities_are_the_shared_gppd_rows(shared_data):
     assert set(demo["facility_id"]) <= set(sub["facility_id"])
     merged = demo.merge(sub, on="facility_id", suffixes=("", "_full"))
     np.testing.assert_allclose(merged["generation_mwh"], merged["generation_mwh_full"])
+
+
+def test_winds_from_cube_or_stated():
+    from twins.carbon.adapter import hourly_winds
+
+    times = pd.date_range("2024-07-01", periods=3, freq="h")
+    # stated: from the west (270 deg) blows towards +x; from the north (0 deg) towards -y
+    u, v, src = hourly_winds(None, times, {"speed_m_s": 4.0, "from_deg": 270.0}, "UTC")
+    np.testing.assert_allclose(u, 4.0)
+    np.testing.assert_allclose(v, 0.0, atol=1e-12)
+    assert "assumption" in src
+    cycle = {"speed_m_s": list(range(1, 25)), "from_deg": 0.0}
+    u, v, _ = hourly_winds(None, times, cycle, "America/Los_Angeles")  # 00 UTC = 17 h local (PDT)
+    np.testing.assert_allclose(v, [-18.0, -19.0, -20.0])
+    np.testing.assert_allclose(u, 0.0, atol=1e-12)
+    # cube winds: the city mean of u10/v10 at each hour
+    data = np.arange(3 * 2 * 2, dtype=float).reshape(3, 2, 2)
+    ds = xr.Dataset(
+        {"u10": (("time", "y", "x"), data), "v10": (("time", "y", "x"), -data)},
+        coords={"time": times, "y": [1.0, 0.0], "x": [0.0, 1.0]},
+    )
+    u, v, src = hourly_winds(ds, times, None, "UTC")
+    np.testing.assert_allclose(u, data.mean(axis=(1, 2)))
+    np.testing.assert_allclose(v, -u)
+    assert "cube" in src
+    with pytest.raises(CarbonInputError, match="do not cover the period"):
+        hourly_winds(ds, pd.date_range("2025-01-01", periods=2, freq="h"), None, "UTC")
+    with pytest.raises(CarbonInputError, match="24 hourly"):
+        hourly_winds(None, times, {"speed_m_s": [1.0, 2.0]}, "UTC")
