@@ -97,6 +97,12 @@ SUPPORTED = {
     "FIELD",
     "START",
     "RSVD",
+    "COPY",
+    "MULTIPLY",
+    "EQUALS",
+    "ADD",
+    "BOX",
+    "ENDBOX",
     "GRIDUNIT",
     "MAPUNITS",
     "DRSDT",
@@ -487,6 +493,41 @@ def _schedule(deck: Any, units: str, start: dt.datetime, path: Path) -> tuple[Sc
     return Schedule(start, np.asarray(times), controls), wells
 
 
+def _field_properties(deck: Any, path: Path, n: int) -> dict[str, np.ndarray]:
+    """Cell properties after OPM's own processing of COPY/MULTIPLY/EQUALS/BOX edits (full-grid arrays)."""
+    from opm.io.ecl_state import EclipseState
+
+    for key in ("PERMX", "PORO"):
+        if key not in deck:
+            raise SourceError(f"{path}: {key} is missing (needed for every cell)")
+    actnum = _array(deck, "ACTNUM", n, 1.0)
+    try:
+        props = EclipseState(deck).field_props()
+    except Exception as err:
+        raise SourceError(f"{path}: OPM could not build the grid properties: {err}") from err
+    active = np.flatnonzero(actnum > 0)
+
+    def full(name: str, fallback: str | None = None, default: float | None = None) -> np.ndarray:
+        key = name if name in props else fallback
+        out = np.full(n, np.nan if default is None else default)
+        if key is not None and key in props:
+            values = np.asarray(props.get_double_array(key), dtype=float)
+            if values.size != active.size:
+                raise SourceError(
+                    f"{path}: {key} has {values.size} active values, expected {active.size} (ACTNUM)"
+                )
+            out[active] = values
+        elif default is None:
+            raise SourceError(f"{path}: {name} is missing")
+        return out
+
+    return {
+        "permx": full("PERMX") / MD, "permy": full("PERMY", "PERMX") / MD, "permz": full("PERMZ", "PERMX") / MD,
+        "porosity": np.nan_to_num(full("PORO")), "ntg": full("NTG", default=1.0), "actnum": actnum,
+        "multx": full("MULTX", default=1.0), "multy": full("MULTY", default=1.0), "multz": full("MULTZ", default=1.0),
+    }  # fmt: skip
+
+
 def read_deck_full(path: str | Path, options: dict[str, Any] | None = None) -> DeckData:
     """Read an Eclipse deck with OPM's parser into a :class:`DeckData` (see module docstring).
 
@@ -522,18 +563,7 @@ def read_deck_full(path: str | Path, options: dict[str, Any] | None = None) -> D
     else:
         geo = _cartesian_geometry(deck, (nx, ny, nz))
         geometry = "cartesian"
-    fields = {}
-    for key in ("PERMX", "PORO"):
-        if key not in deck:
-            raise SourceError(f"{path}: {key} is missing (needed for every cell)")
-    fields["permx"] = _array(deck, "PERMX", n) / MD
-    fields["permy"] = (_array(deck, "PERMY", n) if "PERMY" in deck else _array(deck, "PERMX", n)) / MD
-    fields["permz"] = (_array(deck, "PERMZ", n) if "PERMZ" in deck else _array(deck, "PERMX", n)) / MD
-    fields["porosity"] = _array(deck, "PORO", n)
-    fields["ntg"] = _array(deck, "NTG", n, 1.0)
-    fields["actnum"] = _array(deck, "ACTNUM", n, 1.0)
-    for key in ("MULTX", "MULTY", "MULTZ"):
-        fields[key.lower()] = _array(deck, key, n, 1.0)
+    fields = _field_properties(deck, path, n)
     for key, arr in fields.items():
         if key != "actnum" and np.any(arr < 0):
             raise SourceError(f"{path}: {key.upper()} has negative values (min {arr.min():g})")

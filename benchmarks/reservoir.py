@@ -1,0 +1,242 @@
+"""Reservoir twin vs OPM Flow, side by side on the same decks.
+
+For each deck in ``catalogs/reservoir`` (quarter five-spot waterflood, layered 3-D waterflood in FIELD
+units, dry-gas depletion) this runs OPM Flow (Debian's ``flow``, one thread) and the JAX simulator,
+compares every summary vector both write (rates, cumulatives, FPR, BHP) as the maximum over report
+steps of ``|ours - OPM| / max_t |OPM|`` and times both (ours: warm run after jit compilation; the
+compile time is printed separately). The ensemble part runs N permeability-multiplier members in one
+``jax.vmap``-ed call against N sequential OPM runs of the quarter five-spot (each with its own
+MULTIPLY'd deck). ``--spe10`` adds a 60 x 220 single-layer case with SPE10 layer dimensions (the SPE10
+model 2 PERM/PHI includes are not in shared data, so its permeability is a synthetic log-normal field,
+clearly not the SPE10 values) and reports its run time and peak memory.
+
+Usage: ``python benchmarks/reservoir.py [--quick] [--members N] [--spe10]``. Ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DECKS = ["QFS_WATERFLOOD", "LAYERED_WATERFLOOD", "GAS_DEPLETION"]
+
+
+def run_opm(deck: Path, out: Path) -> float:
+    """Run OPM Flow on one thread; return wall seconds."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    t0 = time.perf_counter()
+    subprocess.run(
+        ["flow", str(deck), f"--output-dir={out}", "--threads-per-process=1"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    return time.perf_counter() - t0
+
+
+def opm_summary(out: Path, stem: str, keys: list[str]) -> dict[str, np.ndarray]:
+    from opm.io.ecl import ESmry
+
+    smry = ESmry(str(out / f"{stem}.SMSPEC"))
+    have = set(smry.keys())
+    return {k: np.asarray(smry[k, True], float) for k in keys if k in have}
+
+
+def compare(ours: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str, float]:
+    """Max over report steps of |ours - ref| / max|ref| for every vector with a non-zero reference."""
+    errs = {}
+    for k, r in ref.items():
+        scale = np.max(np.abs(r))
+        if k == "TIME" or scale == 0:
+            continue
+        errs[k] = float(np.max(np.abs(ours[k] - r)) / scale)
+    return errs
+
+
+def run_ours(deck: Path) -> tuple[dict[str, np.ndarray], float, float]:
+    """Our summary (deck units), warm wall time and first-call (compile + run) time."""
+    import jax
+
+    from pipelines.sources.reservoir import read_deck_full
+    from twins.reservoir.adapter import build
+    from twins.reservoir.summary import summary_table
+
+    t0 = time.perf_counter()
+    case = build(read_deck_full(deck))
+    rep = jax.block_until_ready(case.run())
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    case = build(read_deck_full(deck))  # same shapes: the compiled run is reused
+    rep = jax.block_until_ready(case.run())
+    warm = time.perf_counter() - t0
+    table = summary_table(case, rep)
+    return {k: table[k].to_numpy() for k in table.columns}, warm, first
+
+
+def ensemble(deck: Path, members: int, work: Path) -> tuple[float, float, float]:
+    """(ours vmapped wall, OPM sequential wall, max |NPV-free| check): permeability multipliers 0.5..2."""
+    import jax
+    import jax.numpy as jnp
+
+    from pipelines.sources.reservoir import read_deck_full
+    from twins.reservoir.adapter import build
+
+    mults = np.exp(np.linspace(np.log(0.5), np.log(2.0), members))
+    case = build(read_deck_full(deck))
+
+    def member(m: jnp.ndarray):
+        rep = case.sim.run(case.model, case.x0, case.controls, case.dts, case.params(m))
+        return rep.cum_h[-1]
+
+    batched = jax.jit(jax.vmap(member))
+    jax.block_until_ready(batched(jnp.asarray(mults[:1].repeat(members))))  # compile
+    t0 = time.perf_counter()
+    ours = np.asarray(jax.block_until_ready(batched(jnp.asarray(mults))))
+    t_ours = time.perf_counter() - t0
+    text = deck.read_text()
+    t_opm = 0.0
+    for i, m in enumerate(mults):
+        d = work / f"ens{i}" / deck.name
+        d.parent.mkdir(parents=True, exist_ok=True)
+        d.write_text(
+            text.replace("PROPS\n", f"MULTIPLY\n PERMX {m} /\n PERMY {m} /\n PERMZ {m} /\n/\nPROPS\n", 1)
+        )
+        t_opm += run_opm(d, d.parent)
+    # consistency of the last member's cumulative oil with OPM (m3)
+    ref = opm_summary(d.parent, deck.stem, ["FOPT"])["FOPT"][-1]
+    err = abs(float(np.sum(ours[-1])) - ref) / ref
+    return t_ours, t_opm, err
+
+
+def spe10_layer(work: Path) -> dict[str, float]:
+    """60 x 220 x 1 layer (SPE10 model 2 dimensions, synthetic log-normal permeability), five-spot."""
+    import jax
+
+    from pipelines.sources.reservoir import read_deck_full
+    from twins.reservoir.adapter import build
+
+    nx, ny = 60, 220
+    n = nx * ny
+    rng = np.random.default_rng(10)
+    field = rng.standard_normal((ny + 8, nx + 8))
+    kernel = np.ones((9, 9)) / 81.0  # moving average: correlated field
+    smooth = np.array([[np.sum(field[j : j + 9, i : i + 9] * kernel) for i in range(nx)] for j in range(ny)])
+    perm = 100.0 * np.exp(2.0 * (smooth - smooth.mean()) / smooth.std())
+    values = "\n".join(
+        " " + " ".join(f"{v:.3f}" for v in perm.reshape(-1)[i : i + 10]) for i in range(0, n, 10)
+    )
+    qfs = (ROOT / "catalogs/reservoir/QFS_WATERFLOOD.DATA").read_text()
+    text = (
+        qfs.split("GRID\n")[0].replace("20 20 1 /", f"{nx} {ny} 1 /")
+        + f"""GRID
+DX
+ {n}*6.096 /
+DY
+ {n}*3.048 /
+DZ
+ {n}*0.6096 /
+TOPS
+ {n}*3657.6 /
+PERMX
+{values} /
+COPY
+ PERMX PERMY /
+ PERMX PERMZ /
+/
+PORO
+ {n}*0.2 /
+PROPS"""
+        + qfs.split("PROPS")[1]
+    )
+    text = (
+        text.replace("400*", f"{n}*")
+        .replace("'PROD' 'G1' 20 20", f"'PROD' 'G1' {nx} {ny}")
+        .replace("'PROD' 20 20 1  1", f"'PROD' {nx} {ny} 1  1")
+    )
+    text = text.replace("'RATE' 50 1* 400", "'RATE' 20 1* 400").replace(
+        "'LRAT' 3* 50 1* 150", "'LRAT' 3* 20 1* 150"
+    )
+    deck = work / "SPE10_LAYER.DATA"
+    deck.write_text(text)
+    t0 = time.perf_counter()
+    case = build(read_deck_full(deck))
+    rep = jax.block_until_ready(case.run())
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # MiB (Linux reports KiB)
+    opm_wall = run_opm(deck, work / "spe10_opm") if shutil.which("flow") else float("nan")
+    ref = opm_summary(work / "spe10_opm", "SPE10_LAYER", ["FOPT"]) if shutil.which("flow") else {}
+    ours_fopt = float(np.sum(np.asarray(rep.cum_h)[-1, 1])) * 1.0
+    return {
+        "spe10_cells": n, "spe10_wall_s": wall, "spe10_peak_rss_mib": peak, "spe10_opm_wall_s": opm_wall,
+        "spe10_fopt_rel_err": abs(ours_fopt - ref["FOPT"][-1]) / ref["FOPT"][-1] if ref else float("nan"),
+        "spe10_newton": int(np.sum(rep.newton)), "spe10_steps": int(np.sum(rep.substeps)),
+    }  # fmt: skip
+
+
+def main() -> None:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="ensemble of 10 members instead of 100")
+    parser.add_argument("--members", type=int, default=None)
+    parser.add_argument("--spe10", action="store_true", help="also run the 60x220 layer case")
+    args = parser.parse_args()
+    members = args.members or (10 if args.quick else 100)
+    if not shutil.which("flow"):
+        raise SystemExit("OPM Flow ('flow') is not installed: apt-get install libopm-simulators-bin")
+    result: dict[str, object] = {}
+    max_err, speeds, cells = 0.0, [], 0
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for stem in DECKS:
+            deck = ROOT / "catalogs/reservoir" / f"{stem}.DATA"
+            t_opm = run_opm(deck, work / stem)
+            ours, t_ours, t_first = run_ours(deck)
+            errs = compare(ours, opm_summary(work / stem, stem, list(ours)))
+            worst = max(errs, key=errs.get)
+            max_err = max(max_err, errs[worst])
+            speeds.append(t_opm / t_ours)
+            from pipelines.sources.reservoir import read_deck
+
+            n = int(np.prod(list(read_deck(deck)[0].sizes.values())))
+            cells = max(cells, n)
+            print(f"{stem}: {n} cells; OPM {t_opm:.2f} s, ours {t_ours:.2f} s warm ({t_first:.1f} s with compile); "
+                  f"speed ratio OPM/ours {t_opm / t_ours:.2f}; worst vector {worst} {errs[worst]:.4f}")  # fmt: skip
+            for k, v in sorted(errs.items()):
+                print(f"    {k:14s} max rel err {v:.5f}")
+            result[f"{stem.lower()}_max_rel_err"] = errs[worst]
+            result[f"{stem.lower()}_speed_vs_opm"] = t_opm / t_ours
+        t_ens, t_opm_ens, ens_err = ensemble(ROOT / "catalogs/reservoir/QFS_WATERFLOOD.DATA", members, work)
+        print(f"ensemble of {members}: ours (one vmapped call) {t_ens:.2f} s, OPM sequential {t_opm_ens:.2f} s, "
+              f"speedup {t_opm_ens / t_ens:.1f}x; last member FOPT vs OPM rel err {ens_err:.4f}")  # fmt: skip
+        if args.spe10:
+            spe = spe10_layer(work)
+            print(f"SPE10-size layer: {spe}")
+            result.update(spe)
+            cells = max(cells, int(spe["spe10_cells"]))
+    result.update(
+        {
+            "max_rel_err_vs_opm": max_err,
+            "speed_vs_opm": float(np.min(speeds)),
+            "speed_vs_opm_per_deck": [float(s) for s in speeds],
+            "ensemble_speedup_vs_opm": t_opm_ens / t_ens,
+            "ensemble_members": members,
+            "cells": cells,
+            "opm": "flow 2022.10 (Debian libopm-simulators-bin), one thread",
+        }
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
