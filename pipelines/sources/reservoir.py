@@ -504,7 +504,7 @@ def _field_properties(deck: Any, path: Path, n: int) -> dict[str, np.ndarray]:
     try:
         props = EclipseState(deck).field_props()
     except Exception as err:
-        raise SourceError(f"{path}: OPM could not build the grid properties: {err}") from err
+        raise SourceError(f"{path}: OPM rejected the deck: {err}") from err
     active = np.flatnonzero(actnum > 0)
 
     def full(name: str, fallback: str | None = None, default: float | None = None) -> np.ndarray:
