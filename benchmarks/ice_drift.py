@@ -135,6 +135,14 @@ def seeds(n: int, seed: int = 0) -> pd.DataFrame:
 
 
 def _rss_mb() -> float:
+    """Peak resident memory of this process (MB): VmHWM, which, unlike ru_maxrss, is not inherited
+    from the parent across fork+exec (the peers run in spawned processes)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
