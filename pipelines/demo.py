@@ -40,6 +40,13 @@ def demo_configs() -> list[Path]:
     return paths
 
 
+def _jsonable(result: Any) -> Any:
+    """Twin summaries as plain JSON-able objects (tables become lists of records)."""
+    if hasattr(result, "to_dict") and hasattr(result, "columns"):
+        return result.to_dict(orient="records")
+    return result
+
+
 def run_demo(
     store: str | os.PathLike[str],
     *,
@@ -70,7 +77,8 @@ def run_demo(
         for twin, (module_name, config) in TWIN_DEMOS.items():
             echo(f"running the {twin} twin ({config})")
             module = import_module(module_name)
-            summary[twin] = module.run_config(CATALOGS / config, store=store, out=out_root / twin)
+            result = module.run_config(CATALOGS / config, store=store, out=out_root / twin)
+            summary[twin] = _jsonable(result)
     summary["cubes"] = list_cubes(store)
     try:
         from .catalog import write_catalog
