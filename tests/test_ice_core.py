@@ -23,12 +23,11 @@ def test_bilinear_linear_in_time_is_exact_for_affine_fields():
         py = np.array([20.0, 7.7, 2.0, 11.1])
         vals, ok = sample(jnp.asarray(f), jnp.asarray(t), grid, jnp.asarray(px), jnp.asarray(py), 17.0)
         vals = np.asarray(vals)
+        outside_x = jnp.asarray([-0.1, 9.2])
+        _, ok_out = sample(jnp.asarray(f), jnp.asarray(t), grid, outside_x, jnp.asarray([5.0, 5.0]), 0.0)
     np.testing.assert_allclose(vals[0], 1 + 2 * px - 3 * py + 0.5 * 17.0, rtol=1e-12)
     np.testing.assert_allclose(vals[1], 7.0)
     assert bool(ok.all())
-    _, ok_out = sample(
-        jnp.asarray(f), jnp.asarray(t), grid, jnp.asarray([-0.1, 9.2]), jnp.asarray([5.0, 5.0]), 0.0
-    )
     assert not bool(ok_out.any())
 
 
