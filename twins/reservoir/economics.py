@@ -167,8 +167,8 @@ def case_volumes(case: Case, rep: Report, years: int) -> dict[str, jnp.ndarray]:
 
 
 def horizon(case: Case, econ: Economics) -> int:
-    """Number of whole years evaluated (the config's ``years`` or the schedule length)."""
-    return econ.years or max(1, int(np.floor(float(np.sum(case.dts)) / YEAR + 1e-9)))
+    """Number of years evaluated (the config's ``years``, or the schedule length rounded up)."""
+    return econ.years or max(1, int(np.ceil(float(np.sum(case.dts)) / YEAR - 1e-9)))
 
 
 def case_cash_flow(case: Case, rep: Report, econ: Economics) -> CashFlow:

@@ -12,9 +12,6 @@ def plot_summary(
     summary: pd.DataFrame | str | Path, reference: pd.DataFrame | None = None, out: str | Path | None = None
 ) -> Any:
     """Field rates, average pressure and BHPs against time; ``reference`` (e.g. OPM) dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     table = pd.read_csv(summary) if not isinstance(summary, pd.DataFrame) else summary
@@ -42,9 +39,6 @@ def plot_summary(
 
 def plot_saturation(state: Any, time_index: int = -1, layer: int = 0, out: str | Path | None = None) -> Any:
     """Map of water saturation of one layer at one report step from a ``state`` cube."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 4))
