@@ -70,3 +70,43 @@ def test_run_config_rejects_bad_members(tmp_path):
     cfg.write_text("name: x\nforcing: {cube: barents, store: s}\nzone: {path: z.geojson}\nmembers: -2\n")
     with pytest.raises(ConfigError, match="members"):
         run_config(cfg)
+
+
+def test_run_config_with_an_iceberg_table(eastward, tmp_path):
+    """An iceberg list drives the forecast; the result cubes round-trip through the store."""
+    import json
+
+    from pipelines import open_cube
+    from pipelines.store import write_cube
+    from twins.ice.run import run_config
+
+    store = tmp_path / "store"
+    write_cube(store, "synthetic", eastward.assign(u10=eastward["u10"] + 10.0))
+    pd.DataFrame(
+        {"lon": [-0.2, -0.3], "lat": [0.0, 0.01], "length": [200.0, 80.0], "draft": [120.0, 60.0]}
+    ).to_csv(tmp_path / "bergs.csv", index=False)
+    zone = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[0.15, -0.1], [0.35, -0.1], [0.35, 0.1], [0.15, 0.1], [0.15, -0.1]]],
+                },
+            }
+        ],
+    }
+    (tmp_path / "zone.geojson").write_text(json.dumps(zone))
+    (tmp_path / "run.yaml").write_text(
+        "name: bergs\nforcing: {cube: synthetic}\nzone: {path: zone.geojson, name: box}\n"
+        "seeding: {table: bergs.csv}\nmodel: iceberg\nmembers: 3\nduration: 24h\ndt: 1h\n"
+    )
+    summary = run_config(tmp_path / "run.yaml", store=store)
+    assert summary["n_particles"] == 2 and summary["members"] == 3 and summary["model"] == "iceberg"
+    traj = open_cube(store, "ice_trajectories")
+    assert traj.sizes == {"member": 3, "trajectory": 2, "time": 25}
+    assert traj.attrs["featureType"] == "trajectory" and traj.attrs["model"] == "iceberg"
+    # 0.25 m/s current + 10 m/s wind push both bergs east, never west
+    assert np.all(np.diff(traj["x"].values, axis=-1) > 0)
