@@ -131,7 +131,15 @@ def exp_update(u: Array, k: Array, s: Array, mass: Array, dt: Array) -> tuple[Ar
     return u + r * dt * p1, u * dt + r * dt * dt * p2
 
 
-def free_drift_relative(t_force: Array, a: Array, b: Array, theta: Array, newton_iters: int = 4) -> Array:
+def free_drift_relative(
+    t_force: Array,
+    a: Array,
+    b: Array,
+    theta: Array | None = None,
+    newton_iters: int = 4,
+    *,
+    cos_sin: tuple | None = None,
+) -> Array:
     """Steady free-drift relative velocity ``Ur = Ui - Uw`` solving ``(a|Ur|e^{iθ} + i b) Ur = T``.
 
     Newton's method on the quartic starts from the root of ``a² s⁴ + b² s² = |T|²`` (an upper bound
@@ -148,11 +156,11 @@ def free_drift_relative(t_force: Array, a: Array, b: Array, theta: Array, newton
     b
         ``m f = ρi h f`` (kg m-2 s-1), signed with ``f``.
     theta
-        Turning angle (rad) with the sign of ``f``.
+        Turning angle (rad) with the sign of ``f``; or give ``cos_sin=(cos θ, sin θ)`` (cheaper: the
+        kernels pass the scalar ``cos θ0`` and ``sign(f) sin θ0``).
     """
-    tt = jnp.abs(t_force)
-    t2 = tt * tt
-    sin_t = jnp.sin(theta)
+    cos_t, sin_t = cos_sin if cos_sin is not None else (jnp.cos(theta), jnp.sin(theta))
+    t2 = jnp.real(t_force) ** 2 + jnp.imag(t_force) ** 2
     c3 = 2 * a * b * sin_t
     b2 = b * b
     s = jnp.sqrt((jnp.sqrt(b2 * b2 + 4 * a * a * t2) - b2) / (2 * a * a))
@@ -161,10 +169,16 @@ def free_drift_relative(t_force: Array, a: Array, b: Array, theta: Array, newton
         p = a * a * s2 * s2 + c3 * s2 * s + b2 * s2 - t2
         dp = 4 * a * a * s2 * s + 3 * c3 * s2 + 2 * b2 * s
         s = jnp.maximum(jnp.where(dp > 0, s - p / jnp.where(dp > 0, dp, 1.0), s), 0.0)
-    d_re = a * s * jnp.cos(theta)
+    d_re = a * s * cos_t
     d_im = a * s * sin_t + b
     n2 = d_re * d_re + d_im * d_im  # T / (d_re + i d_im) with a real denominator
     return jnp.where(n2 > 0, t_force * (d_re - 1j * d_im) / jnp.where(n2 > 0, n2, 1.0), 0.0)
+
+
+def _turning(p: IceParams, f: Array) -> tuple[Array, Array]:
+    """``(cos θ, sin θ)`` of the water turning angle taken with the sign of ``f`` (no per-particle trig)."""
+    th = jnp.deg2rad(p.turning_deg)
+    return jnp.cos(th), jnp.sign(f) * jnp.sin(th)
 
 
 def _metric(env: Mapping[str, Array], u: Array) -> Array:
@@ -202,13 +216,13 @@ def sea_ice_velocity(env: Mapping[str, Array], p: IceParams, cfg: Config) -> Arr
     ua = as_complex(env["u10"], env["v10"])
     f = env["f"] * p.coriolis_factor
     if cfg.ice_velocity == "wind_factor":
-        turn = jnp.exp(-1j * jnp.deg2rad(p.wind_angle_deg) * jnp.sign(f))
+        ang = jnp.deg2rad(p.wind_angle_deg)
+        turn = jnp.cos(ang) - 1j * jnp.sign(f) * jnp.sin(ang)
         return uw + p.wind_factor * turn * ua
     m = p.rho_ice * _thickness(env, p)
     b = m * f
-    theta = jnp.deg2rad(p.turning_deg) * jnp.sign(f)
     t_force = _air_stress(ua, p) - 1j * b * uw + _tilt(env, m, uw, f, cfg)
-    return uw + free_drift_relative(t_force, p.rho_water * p.cw_ice, b, theta)
+    return uw + free_drift_relative(t_force, p.rho_water * p.cw_ice, b, cos_sin=_turning(p, f))
 
 
 def passive_velocity(env: Mapping[str, Array], p: IceParams) -> Array:
@@ -234,8 +248,8 @@ def sea_ice_linear_system(
     ua = as_complex(env["u10"], env["v10"])
     f = env["f"] * p.coriolis_factor
     m = p.rho_ice * _thickness(env, p)
-    theta = jnp.deg2rad(p.turning_deg) * jnp.sign(f)
-    kw = p.rho_water * p.cw_ice * jnp.abs(u - uw) * jnp.exp(1j * theta)
+    cos_t, sin_t = _turning(p, f)
+    kw = p.rho_water * p.cw_ice * jnp.abs(u - uw) * (cos_t + 1j * sin_t)
     k = kw + 1j * m * (f + _metric(env, u))
     s = _air_stress(ua, p) + kw * uw + _tilt(env, m, uw, f, cfg)
     return k, s, m
