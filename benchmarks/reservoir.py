@@ -161,22 +161,29 @@ PROPS"""
         .replace("'PROD' 'G1' 20 20", f"'PROD' 'G1' {nx} {ny}")
         .replace("'PROD' 20 20 1  1", f"'PROD' {nx} {ny} 1  1")
     )
+    text = text.replace("2002.5", "1*")  # BHP reference depth: the completion's own depth
     text = text.replace("'RATE' 50 1* 400", "'RATE' 20 1* 400").replace(
         "'LRAT' 3* 50 1* 150", "'LRAT' 3* 20 1* 150"
     )
     deck = work / "SPE10_LAYER.DATA"
+    if os.environ.get("GEOTWIN_KEEP_SPE10"):
+        Path(os.environ["GEOTWIN_KEEP_SPE10"]).write_text(text)
     deck.write_text(text)
     t0 = time.perf_counter()
     case = build(read_deck_full(deck))
     rep = jax.block_until_ready(case.run())
     wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rep = jax.block_until_ready(case.run())
+    warm = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # MiB (Linux reports KiB)
     opm_wall = run_opm(deck, work / "spe10_opm") if shutil.which("flow") else float("nan")
     ref = opm_summary(work / "spe10_opm", "SPE10_LAYER", ["FOPT"]) if shutil.which("flow") else {}
     ours_fopt = float(np.sum(np.asarray(rep.cum_h)[-1, 1])) * 1.0
     return {
-        "spe10_cells": n, "spe10_wall_s": wall, "spe10_peak_rss_mib": peak, "spe10_opm_wall_s": opm_wall,
-        "spe10_fopt_rel_err": abs(ours_fopt - ref["FOPT"][-1]) / ref["FOPT"][-1] if ref else float("nan"),
+        "spe10_cells": n, "spe10_wall_s": wall, "spe10_warm_wall_s": warm, "spe10_peak_rss_mib": peak, "spe10_opm_wall_s": opm_wall,
+        "spe10_fopt_rel_err": abs(ours_fopt - ref["FOPT"][-1]) / ref["FOPT"][-1] if ref and ref["FOPT"][-1] > 0 else float("nan"),
+        "spe10_fopt_ours_m3": ours_fopt, "spe10_fopt_opm_m3": float(ref["FOPT"][-1]) if ref else float("nan"),
         "spe10_newton": int(np.sum(rep.newton)), "spe10_steps": int(np.sum(rep.substeps)),
     }  # fmt: skip
 

@@ -137,7 +137,7 @@ def indicators(cf: CashFlow, econ: Economics) -> dict[str, Any]:
     return {
         "npv": pv_in - pv_capex,
         "profitability_index": pv_in / pv_capex if pv_capex > 0 else float("inf"),
-        "payback_years": payback,
+        "payback_years": float(payback),
         "undiscounted_cash": float(points[-1]),
         "currency": econ.currency,
     }

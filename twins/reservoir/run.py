@@ -73,6 +73,13 @@ def run_deck(deck: str | Path, out_dir: str | Path, store: str | Path | None = N
     store
         Optional cube store: the cubes are also written there as ``<deck>_state`` and ``<deck>_wells``.
     """
+    return _run_and_write(deck, out_dir, store)[0]
+
+
+def _run_and_write(
+    deck: str | Path, out_dir: str | Path, store: str | Path | None = None
+) -> tuple[Path, Any, Any]:
+    """:func:`run_deck` returning ``(summary path, case, report)``."""
     import numpy as np
 
     from .summary import state_cube, summary_table, wells_cube
@@ -105,7 +112,7 @@ def run_deck(deck: str | Path, out_dir: str | Path, store: str | Path | None = N
         f"{len(table)} report steps, {int(np.sum(rep.substeps))} time steps, {int(np.sum(rep.newton))} Newton iterations, "
         f"max mass-balance error {float(np.max(rep.mb_error)):.1e}; wrote {path}"
     )
-    return path
+    return path, case, rep
 
 
 def run_config(
@@ -124,19 +131,16 @@ def run_config(
     cfg: RunConfig = model_from_yaml(RunConfig, cfg_path)  # type: ignore[assignment]
     deck = (cfg_path.parent / cfg.deck).resolve()
     out_dir = Path(out) if out is not None else cfg_path.parent / f"{cfg.name}_out"
-    summary_path = run_deck(deck, out_dir, store=store)
+    summary_path, case, rep = _run_and_write(deck, out_dir, store=store)
     result: dict[str, Any] = {"summary": str(summary_path)}
     if cfg.economics:
-        from pipelines.sources.reservoir import read_deck_full
-
         from . import economics
-        from .adapter import build
 
         econ = economics.load_economics(cfg_path.parent / cfg.economics)
-        case = build(read_deck_full(deck))
-        rep = case.run()
         flows = economics.case_cash_flow(case, rep, econ)
-        result.update({k: float(v) for k, v in economics.indicators(flows, econ).items()})
+        result.update(
+            {k: (v if isinstance(v, str) else float(v)) for k, v in economics.indicators(flows, econ).items()}
+        )
         if cfg.ensemble:
             _progress(f"ensemble of {cfg.ensemble.members} members (vmapped)")
             key = jax.random.PRNGKey(cfg.ensemble.seed)
