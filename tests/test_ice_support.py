@@ -21,6 +21,7 @@ ATTRS = {
     "siv": ("m s-1", "northward sea ice velocity", "northward_sea_ice_velocity"),
     "sea_ice_concentration": ("1", "sea ice area fraction", "sea_ice_area_fraction"),
     "sea_ice_thickness": ("m", "sea ice thickness", "sea_ice_thickness"),
+    "zos": ("m", "sea surface height above geoid", "sea_surface_height_above_geoid"),
 }
 
 #: Conformal stereographic grid centred on 80N 0E: east = +x, north = +y and scale 1 at the origin,
