@@ -11,7 +11,7 @@ agreement after 48 h for particles in open water: OceanDrift RK4 vs ``passive``:
 max < 3 km (measured 237 m / 923 m over a 14 km median drift); OpenBerg vs ``iceberg`` (added mass 0
 as in OpenBerg, same constant 8.5 m/s wind from the west-southwest, open water so no sea-ice force,
 OpenBerg's default 100 m2/s random walk switched off), with and without Coriolis: median < 1 km,
-max < 3 km (measured 401 m / 1375 m with Coriolis, 292 m / 1216 m without, over a 27 km drift).
+max < 3 km (measured 293 m / 1522 m with Coriolis, 285 m / 1336 m without, over a 27 km drift).
 """
 
 from __future__ import annotations

@@ -190,7 +190,8 @@ def test_free_drift_inertial_converges_to_steady():
             for d in ("inertial", "steady")
         ]
     (dxi, dyi), (dxs, dys) = [(np.diff(r["x"].values[0]), np.diff(r["y"].values[0])) for r in runs]
-    assert np.hypot(dxi[0], dyi[0]) / 3600 < 0.5 * s  # starts from rest: the first hour is slower
+    # released with the steady velocity of its momentum balance: no spin-up from rest
+    np.testing.assert_allclose(np.hypot(dxi[0], dyi[0]), np.hypot(dxs[0], dys[0]), rtol=2e-3)
     # after the spin-up (response time ~1000 s, inertial ringing damped) it drifts like the steady solution
     # 1e-4: the inertial model carries the spherical metric term (6e-4 of f here), the steady one has no Du/Dt
     np.testing.assert_allclose(np.hypot(dxi, dyi)[10:], np.hypot(dxs, dys)[10:], rtol=1e-4)

@@ -37,8 +37,10 @@ from .physics import (
     IceParams,
     as_complex,
     exp_update,
+    iceberg_drag_ratio,
     iceberg_linear_system,
     sea_ice_linear_system,
+    sea_ice_velocity,
     steady_velocity,
 )
 
@@ -149,10 +151,28 @@ def make_stepper(cfg: Config, channels: tuple[str, ...], dt: float) -> Any:
         k, s, m = sea_ice_linear_system(env, u, params, cfg)
         return k, s, m, jnp.zeros(u.shape, bool), u
 
+    def steady_start(env, params, props):
+        """Velocity of a particle at release: the steady velocity of its momentum balance, so it does
+        not start at rest. Sea ice: the steady free drift; icebergs: OpenBerg's no-acceleration
+        estimate ``Vw + k (Va - Vw)``, ``k = √(Da/Dw) / (1 + √(Da/Dw))``, refined by 4 damped
+        fixed-point passes ``V = S(V) / K(V)`` (Coriolis included)."""
+        if cfg.model != "iceberg":
+            return sea_ice_velocity(env, params, cfg._replace(ice_velocity="free_drift"))
+        uw, ua = as_complex(env["uo"], env["vo"]), as_complex(env["u10"], env["v10"])
+        ratio = jnp.sqrt(iceberg_drag_ratio(props, params))
+        v = uw + ratio / (1 + ratio) * (ua - uw)
+        for _ in range(4):
+            k, s, _, lock, vi = system(env, v, params, props)
+            v = jnp.where(lock, vi, 0.5 * v + 0.5 * s / jnp.where(jnp.abs(k) > 0, k, 1.0))
+        return v
+
     def step(state: Particles, forcing: Forcing, params: IceParams, props: Mapping[str, Array]) -> Particles:
         u0 = as_complex(state.u, state.v)
         snaps = snapshots(forcing, state.t, dt, (0.0, 1.0))
         env0, _ = sample_env(snaps[0.0], forcing.grid, stage, state.x, state.y)
+        # just released (active, velocity exactly zero): start from the steady velocity
+        fresh = (state.status == ACTIVE) & (state.u == 0) & (state.v == 0)
+        u0 = jnp.where(fresh, steady_start(env0, params, props), u0)
         k0, s0, m0, lock0, vi0 = system(env0, u0, params, props)
         u1, d1 = exp_update(u0, k0, s0, m0, dt)
         u1 = jnp.where(lock0, vi0, u1)

@@ -255,6 +255,26 @@ def sea_ice_linear_system(
     return k, s, m
 
 
+def _berg_drags(props: Mapping[str, Array], p: IceParams) -> tuple[Array, Array]:
+    """Water (keel) and air (sail) drag factors ``Dw``, ``Da`` (kg m-1): form + skin drag."""
+    length, width, draft, sail = props["length"], props["width"], props["draft"], props["sail"]
+    dw = (
+        0.5 * p.rho_water * p.berg_water_form_drag * length * draft
+        + p.rho_water * p.berg_water_skin_drag * length * width
+    )
+    da = (
+        0.5 * p.rho_air * p.berg_air_form_drag * length * sail
+        + p.rho_air * p.berg_air_skin_drag * length * width
+    )
+    return dw, da
+
+
+def iceberg_drag_ratio(props: Mapping[str, Array], p: IceParams) -> Array:
+    """``Da / Dw``: without Coriolis the berg drifts at ``Vw + √r / (1 + √r) (Va - Vw)``."""
+    dw, da = _berg_drags(props, p)
+    return da / dw
+
+
 def iceberg_linear_system(
     env: Mapping[str, Array], u: Array, props: Mapping[str, Array], p: IceParams, cfg: Config
 ) -> tuple[Array, Array, Array, Array, Array]:
