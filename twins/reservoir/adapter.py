@@ -229,10 +229,34 @@ def build(deck: DeckData, options: Options | None = None) -> Case:
     x0 = State(jnp.asarray(p0), jnp.asarray(sw0), jnp.asarray(bhp0))
     controls = _controls(deck, well_names, hydrocarbon)
     dts = jnp.asarray(np.diff(deck.schedule.times) * DAY)
-    sim = Simulator(len(pv), len(well_names), conn, cells, perf_well, tabulated, options)
+    sim = _simulator(len(pv), len(well_names), conn, cells, perf_well, tabulated, options)
     if len(dts):
         x0 = x0._replace(bhp=sim.initial_bhp(model, x0, jax.tree_util.tree_map(lambda a: a[0], controls)))
     return Case(sim, model, x0, controls, dts, well_names, hydrocarbon, deck.units, idx, deck)
+
+
+_SIMULATORS: dict[tuple, Simulator] = {}
+
+
+def _simulator(
+    n: int,
+    nw: int,
+    conn: Any,
+    cells: np.ndarray,
+    perf_well: np.ndarray,
+    tabulated: bool,
+    options: Options | None,
+) -> Simulator:
+    """One :class:`Simulator` (and its compiled functions) per model layout, reused across builds."""
+    import hashlib
+
+    digest = hashlib.sha1(
+        b"".join(np.ascontiguousarray(a).tobytes() for a in (conn.a, conn.b, cells, perf_well))
+    ).hexdigest()
+    key = (n, nw, digest, tabulated, options or Options())
+    if key not in _SIMULATORS:
+        _SIMULATORS[key] = Simulator(n, nw, conn, cells, perf_well, tabulated, options)
+    return _SIMULATORS[key]
 
 
 def _controls(deck: DeckData, names: list[str], hydrocarbon: str) -> wells.WellControls:

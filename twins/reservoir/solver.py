@@ -299,7 +299,7 @@ class Simulator:
 
             r, c = (cols, rows) if transpose else (rows, cols)
             mat = sp.csc_matrix((np.asarray(values), (r, c)), shape=(size, size))
-            out = spla.spsolve(mat, np.asarray(b))
+            out = spla.splu(mat, permc_spec="MMD_AT_PLUS_A").solve(np.asarray(b))
             return np.asarray(out, dtype=b.dtype)
 
         def make(transpose: bool):
