@@ -12,7 +12,7 @@ from tests.conftest import shared_file
 pytest.importorskip("opm")
 
 from pipelines.sources import SourceError  # noqa: E402
-from pipelines.sources.reservoir import read_deck, read_deck_full  # noqa: E402
+from pipelines.sources.reservoir import load, read_deck, read_deck_full  # noqa: E402
 
 FT = 0.3048
 CATALOG = Path(__file__).resolve().parents[1] / "catalogs" / "reservoir"
@@ -120,3 +120,25 @@ def test_corner_point_spe10_model1(shared_data: Path) -> None:
     np.testing.assert_allclose(cube.dz.values, 2.5 * FT, rtol=1e-6)
     np.testing.assert_allclose(np.diff(cube.x.values), 25 * FT, rtol=1e-6)
     assert set(wells.well) == {"INJ", "PROD"}
+
+
+def test_load_onto_region_grid() -> None:
+    """The static model lands on a region grid in the field CRS (origin from the config), NaN outside."""
+    from pipelines.config import RegionConfig, SourceConfig
+    from pipelines.grid import region_grid
+
+    src = SourceConfig(
+        name="field", kind="reservoir", path=str(CATALOG / "QFS_WATERFLOOD.DATA"),
+        variables={"perm": {"name": "permx"}, "phi": {"name": "porosity"}},
+        options={"crs": "EPSG:32631", "origin": [500000.0, 6000000.0]},
+    )  # fmt: skip
+    region = RegionConfig(
+        name="f", crs="EPSG:32631", bounds=(499950, 5999950, 500250, 6000250), resolution=10.0
+    )
+    ds = load(src, region_grid(region))
+    assert ds["perm"].dims == ("layer", "y", "x")
+    x, y = ds.x.values, ds.y.values
+    inside = ((x > 500000) & (x < 500200))[None, :] & ((y > 6000000) & (y < 6000200))[:, None]
+    np.testing.assert_allclose(ds["perm"].values[0][inside], 200.0)
+    np.testing.assert_allclose(ds["phi"].values[0][inside], 0.2)
+    assert np.isnan(ds["perm"].values[0][~inside]).all()
