@@ -25,7 +25,7 @@ Memory: ``peak_rss_mb_jax`` after our runs, ``peak_rss_mb`` after everything (pe
 
 Usage::
 
-    python benchmarks/carbon.py            # 10 sensors, 10,000 cells, 8760 hours (hours on 2 cores:
+    python benchmarks/carbon.py            # 10 sensors, 10,000 cells, 8760 hours (~15 min on 2 cores:
                                            # the normal matrix costs hours x sensors x cells^2 flops)
     python benchmarks/carbon.py --h-only   # the full year, H construction only (minutes)
     python benchmarks/carbon.py --cells 10000 --hours 240 --peer-hours 168   # what the README reports
