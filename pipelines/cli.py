@@ -227,7 +227,9 @@ def run_carbon(
     """Run the city carbon-footprint twin (prior, transport, inversion)."""
     from twins.carbon.run import run_config
 
-    typer.echo(json.dumps(run_config(config, store=store, out=out), indent=2, default=str))
+    from .demo import _jsonable
+
+    typer.echo(json.dumps(_jsonable(run_config(config, store=store, out=out)), indent=2, default=str))
 
 
 if __name__ == "__main__":  # pragma: no cover
