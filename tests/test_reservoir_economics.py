@@ -76,6 +76,7 @@ def test_npv_gradient_and_injection_optimisation() -> None:
     fd = (f(jnp.asarray(up)) - f(jnp.asarray(dn))) / (2 * eps)
     assert float(grad[k]) == pytest.approx(float(fd), rel=5e-3)
     assert float(grad[case.well_names.index("PROD")]) == 0.0  # producers have no injection rate to scale
-    scale, history = E.optimise_injection(case, econ, steps=4, learning_rate=0.2)
-    assert history[-1] > history[0]
+    scale, history = E.optimise_injection(case, econ, steps=4, learning_rate=0.05)
+    assert max(history) > history[0]  # a control better than the deck's was found
+    assert float(f(jnp.asarray(scale))) == pytest.approx(max(history), rel=1e-9)
     assert scale[k] > 1.0  # injecting more pays here (oil price >> water handling cost)

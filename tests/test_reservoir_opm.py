@@ -42,5 +42,5 @@ def test_summary_matches_opm_flow(stem: str, tmp_path: Path) -> None:
         err = np.max(np.abs(ours[key].to_numpy() - r)) / scale
         assert err < 0.02, f"{stem} {key}: max relative error {err:.4f}"
         compared += 1
-    assert compared >= 6
+    assert compared >= 5
     np.testing.assert_allclose(ours["TIME"], np.asarray(ref["TIME", True]), rtol=1e-6)

@@ -222,12 +222,13 @@ def optimise_injection(
     case: Case,
     econ: Economics,
     steps: int = 8,
-    learning_rate: float = 0.1,
+    learning_rate: float = 0.05,
     bounds: tuple[float, float] = (0.2, 3.0),
 ) -> tuple[np.ndarray, list[float]]:
     """Raise NPV by gradient ascent (optax Adam on log multipliers) over per-well injection rates.
 
-    Returns the multipliers and the NPV history (first entry: the base case).
+    Returns the best multipliers found and the NPV history (first entry: the base case). The NPV
+    landscape has kinks (control switches, breakthrough), so the best iterate is kept.
     """
     import optax
 
@@ -236,12 +237,14 @@ def optimise_injection(
     z = jnp.zeros(case.sim.nw)
     opt = optax.adam(learning_rate)
     state = opt.init(z)
-    history = []
+    history: list[float] = []
+    best_z, best = z, -np.inf
     lo, hi = np.log(bounds[0]), np.log(bounds[1])
-    for _ in range(steps):
+    for _ in range(steps + 1):
         loss, g = value_and_grad(z)
         history.append(-float(loss) * 1e6)
+        if history[-1] > best:
+            best, best_z = history[-1], z
         updates, state = opt.update(g, state)
         z = jnp.clip(optax.apply_updates(z, updates), lo, hi)
-    history.append(-float(value_and_grad(z)[0]) * 1e6)
-    return np.exp(np.asarray(z)), history
+    return np.exp(np.asarray(best_z)), history
