@@ -322,10 +322,13 @@ def cube_item(ds: xr.Dataset, name: str, href: str, *, created: Any = None) -> p
     if gridded:
         grid = grid_from_cube(ds, name=name)
         crs = _crs(ds)
-        try:
-            geometry, bbox = footprint(grid.geobox)
-        except CatalogError as err:
-            raise CatalogError(f"cube {name!r}: {err}") from None
+        if crs.geodetic_crs is None:  # a local engineering CRS (e.g. a reservoir deck without MAPAXES)
+            geometry, bbox = None, None
+        else:
+            try:
+                geometry, bbox = footprint(grid.geobox)
+            except CatalogError as err:
+                raise CatalogError(f"cube {name!r}: {err}") from None
     else:
         geometry, bbox = _feature_footprint(ds)
     when = _temporal(ds)

@@ -331,3 +331,22 @@ def test_grids_spanning_all_longitudes_give_a_global_band(geobox, expected):
     assert bbox == pytest.approx(expected, abs=1e-4)
     assert shapely.geometry.shape(geometry).is_valid
     assert shapely.geometry.shape(geometry).bounds == pytest.approx(tuple(bbox))
+
+
+def test_local_engineering_crs_gets_a_null_geometry(tmp_path: Path) -> None:
+    """A cube on a local engineering CRS (a reservoir deck without MAPAXES) has no geographic footprint."""
+    from odc.geo.geobox import GeoBox
+
+    from pipelines.catalog import cube_item
+    from tests.helpers import linear_cube
+
+    wkt = (
+        'ENGCRS["reservoir local grid",EDATUM["deck origin"],CS[Cartesian,2],'
+        'AXIS["x",east,ORDER[1],LENGTHUNIT["metre",1]],AXIS["y",north,ORDER[2],LENGTHUNIT["metre",1]]]'
+    )
+    ds = linear_cube(gbox=GeoBox.from_bbox((0, 0, 300, 300), "EPSG:32633", resolution=100))
+    ds["spatial_ref"].attrs = {"crs_wkt": wkt}  # odc-geo builds no coordinates for engineering CRSs
+    item = cube_item(ds, "local", str(tmp_path))
+    assert item.geometry is None and item.bbox is None
+    assert item.properties["proj:shape"] == [3, 3]
+    assert "reservoir local grid" in item.properties["proj:wkt2"]
