@@ -285,6 +285,7 @@ def reproject_to_grid(
     chunks: dict[str, int] | None = None,
     num_threads: int | None = None,
     what: str | None = None,
+    engine: str = "auto",
 ) -> xr.DataArray:
     """Reproject a georeferenced DataArray onto ``grid.geobox``, lazily, one dask task per output chunk.
 
@@ -306,6 +307,10 @@ def reproject_to_grid(
         GDAL warp threads per task (default 1: dask already runs one task per core).
     what
         Name used in error messages (default: the DataArray's name).
+    engine
+        ``"auto"``: ``bilinear``/``nearest`` from an in-memory (NumPy) source use
+        :mod:`pipelines.fastwarp` (own coordinate map + Numba gather, ~2-4x faster than GDAL) when Numba is
+        installed, everything else GDAL; ``"gdal"``: always GDAL.
 
     Returns
     -------
@@ -320,8 +325,6 @@ def reproject_to_grid(
     """
     import dask.array as da
 
-    from .cube import grid_coords
-
     what = what or str(data.name or "source")
     src_gb = source_geobox(data, what)
     check_same_body(src_gb.crs.to_wkt(), grid.geobox.crs.to_wkt(), what=what)
@@ -332,12 +335,15 @@ def reproject_to_grid(
         )
     if resampling not in RESAMPLINGS:
         raise GridError(f"{what}: unknown resampling {resampling!r}; expected one of {RESAMPLINGS}")
+    if engine not in ("auto", "gdal"):
+        raise GridError(f"{what}: unknown engine {engine!r}; expected 'auto' or 'gdal'")
 
-    lead_dims = data.dims[:-2]
     chunks = dict(grid.chunks, **(chunks or {}))
     ny, nx = dst_gb.shape
     cy, cx = min(chunks.get("y", 512), ny), min(chunks.get("x", 512), nx)
     in_memory = not isinstance(data.data, da.Array)
+    nodata = data.attrs.get("_FillValue", data.attrs.get("nodata"))
+    src_nodata = None if nodata is None or (isinstance(nodata, float) and np.isnan(nodata)) else float(nodata)
     # in-memory sources warp in larger blocks (fewer GDAL calls); lazy sources warp chunk by chunk, so
     # that computing one chunk reads only the source blocks under it
     wy, wx = _warp_block_shape(ny, nx, cy, cx) if in_memory else (cy, cx)
@@ -351,8 +357,13 @@ def reproject_to_grid(
             f"({crs_label(src_gb.crs)}) do not overlap the region grid "
             f"{tuple(round(v, 4) for v in dst_gb.extent.boundingbox)} ({crs_label(dst_gb.crs)})"
         )
+    if engine == "auto" and in_memory and resampling in ("bilinear", "nearest"):
+        from . import fastwarp
 
-    nodata = data.attrs.get("_FillValue", data.attrs.get("nodata"))
+        if fastwarp.available():
+            out = _fast_reproject(data, src_gb, dst_gb, (cy, cx), resampling, src_nodata)
+            return _wrap_result(data, out, dst_gb)
+
     options: dict[str, Any] = {"num_threads": num_threads or 1}
     if resampling in _INTERPOLATING:
         options.update(XSCALE="1", YSCALE="1")
@@ -362,9 +373,7 @@ def reproject_to_grid(
         src=src_gb,
         dst=dst_gb,
         resampling=resampling,
-        src_nodata=None
-        if nodata is None or (isinstance(nodata, float) and np.isnan(nodata))
-        else float(nodata),
+        src_nodata=src_nodata,
         options=options,
         dtype=np.dtype("float64") if data.dtype == np.float64 else np.dtype("float32"),
         in_memory=in_memory,
@@ -399,8 +408,14 @@ def reproject_to_grid(
                         piece = piece.rechunk({piece.ndim - 2: -1, piece.ndim - 1: -1})
                     blocks[lead_idx + (gy0 // cy, gx0 // cx)] = piece
     nested = _nest(blocks, tuple(len(c) for c in lead_chunks) + (-(-ny // cy), -(-nx // cx)))
-    out = da.block(nested)
+    return _wrap_result(data, da.block(nested), dst_gb)
 
+
+def _wrap_result(data: xr.DataArray, out: Any, dst_gb: GeoBox) -> xr.DataArray:
+    """The reprojected dask array as a DataArray on the grid (coords, attrs, ``grid_mapping``)."""
+    from .cube import grid_coords
+
+    lead_dims = data.dims[:-2]
     coords = {d: data.coords[d] for d in lead_dims if d in data.coords}
     coords.update(grid_coords(dst_gb))
     result = xr.DataArray(out, dims=lead_dims + ("y", "x"), coords=coords, name=data.name)
@@ -409,6 +424,48 @@ def reproject_to_grid(
     }
     result.attrs["grid_mapping"] = "spatial_ref"
     return result
+
+
+def _fast_reproject(
+    data: xr.DataArray,
+    src_gb: GeoBox,
+    dst_gb: GeoBox,
+    chunk: tuple[int, int],
+    resampling: str,
+    src_nodata: float | None,
+) -> Any:
+    """Dask array of :func:`pipelines.fastwarp.warp_block` tasks, one per grid chunk."""
+    import dask
+    import dask.array as da
+
+    from . import fastwarp
+
+    plan = fastwarp.coord_plan(src_gb, dst_gb)
+    dtype = np.dtype("float64") if data.dtype == np.float64 else np.dtype("float32")
+    token = f"fastwarp-{uuid.uuid4().hex}"
+    # the source and the coordinate plan enter the graph once each, by unique names (no hashing)
+    source = dask.delayed(np.asarray(data.data), name=f"{token}-source", traverse=False)
+    dplan = dask.delayed(plan, name=f"{token}-plan", traverse=False)
+    ny, nx = dst_gb.shape
+    lead = tuple(data.shape[:-2])
+    rows = []
+    for y0, y1 in _chunk_edges(ny, chunk[0]):
+        row = []
+        for x0, x1 in _chunk_edges(nx, chunk[1]):
+            task = dask.delayed(fastwarp.warp_block, pure=False)(
+                source,
+                dplan,
+                (y0, y1, x0, x1),
+                resampling,
+                src_nodata,
+                dtype,
+                dask_key_name=f"{token}-{y0}-{x0}",
+            )
+            shape = lead + (y1 - y0, x1 - x0)
+            row.append(da.from_delayed(task, shape=shape, dtype=dtype, name=f"{token}-{y0}-{x0}-block"))
+        rows.append(row)
+    out = da.block(rows)
+    return out
 
 
 #: largest source window (bytes) one warp task reads; larger windows (near a pole) are split
