@@ -52,16 +52,29 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_demo_end_to_end_then_verify(tmp_path: Path) -> None:
-    """`geotwin demo` builds the demo cubes from files inside the repo; `geotwin verify` accepts them."""
+    """`geotwin demo` builds the demo cubes from files inside the repo and runs the three twins on them."""
+    import json
+
+    import numpy as np
+
     import pipelines
 
     store = tmp_path / "demo"
-    result = runner.invoke(app, ["demo", "--store", str(store), "--no-twins"])
+    result = runner.invoke(app, ["demo", "--store", str(store)])
     assert result.exit_code == 0, result.output
-    assert {"barents", "field", "oakland"} <= set(pipelines.list_cubes(store))
+    summary = json.loads(result.output[result.output.index("{\n") :])
+    cubes = set(pipelines.list_cubes(store))
+    assert {
+        "barents",
+        "field",
+        "oakland",
+        "ice_trajectories",
+        "ice_hazard",
+        "oakland_flux_posterior",
+    } <= cubes
     assert "open one with" in result.output
     result = runner.invoke(app, ["verify", str(store)])
-    assert result.exit_code == 0 and result.output.count("ok ") >= 3
+    assert result.exit_code == 0 and result.output.count("ok ") == len(cubes)
     barents = pipelines.open_cube(store, "barents")
     # Arctic20 ice concentration is a fraction and its currents are ocean speeds (< 2 m/s)
     assert 0.9 < float(barents["sea_ice_concentration"].max()) <= 1.0 + 1e-6
@@ -70,6 +83,19 @@ def test_demo_end_to_end_then_verify(tmp_path: Path) -> None:
     plants = pd.read_csv(REPO / "catalogs/demo/data/gppd_oakland.csv")
     assert float(oakland["power_capacity"].sum()) == pytest.approx(plants["capacity_mw"].sum(), rel=1e-6)
     assert (store / "stac" / "catalog.json").is_file()
+    # ice: a probability that can only grow with lead time (reaching the zone is absorbing)
+    p_reach = list(summary["ice"]["p_reach_by_lead_h"].values())
+    assert all(0.0 <= p <= 1.0 for p in p_reach) and p_reach == sorted(p_reach)
+    # carbon (an OSSE): the posterior city total is within 10 % of the hidden truth, the prior was further off
+    total = next(row for row in summary["carbon"] if row["sector"] == "total")
+    assert abs(total["posterior"] - total["truth"]) < 0.1 * total["truth"]
+    assert abs(total["posterior"] - total["truth"]) < abs(total["prior"] - total["truth"])
+    # reservoir: Eclipse summary vectors; cumulative oil is the time integral of the oil rate
+    table = pd.read_csv(summary["reservoir"]["summary"])
+    for column in ("TIME", "FOPR", "FWPR", "FWIR", "FPR", "FOPT", "FWPT", "FWIT"):
+        assert column in table.columns
+    steps = np.diff(np.concatenate([[0.0], table["TIME"].to_numpy()]))
+    assert table["FOPT"].iloc[-1] == pytest.approx(float((table["FOPR"] * steps).sum()), rel=0.02)
 
 
 def test_cli_build_killed_then_rerun_matches_clean_build(tmp_path: Path) -> None:
