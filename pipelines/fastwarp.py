@@ -29,10 +29,14 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from odc.geo.geobox import GeoBox
 
-#: control lattice spacing (output pixels)
+#: control lattice spacing (output pixels), and that of the finer lattice of cells that fail the check
 STEP = 16
+SUBSTEP = 4
 #: largest accepted interpolation error of a source coordinate (source pixels; GDAL's default)
 TOLERANCE = 0.125
+#: cells are checked at three points against ``CHECK * TOLERANCE``: the error elsewhere in a cell can
+#: exceed the error at the checked points (measured: 1.1x near the pole), so the check keeps a margin
+CHECK = 0.5
 
 
 def available() -> bool:
@@ -50,13 +54,17 @@ class CoordPlan:
 
     ``col``/``row`` are source pixel-edge coordinates at the control lattice (output pixel centres
     ``(i * STEP + 0.5, j * STEP + 0.5)``), unwrapped per cell at interpolation time when ``period > 0``.
-    ``patch[i, j] >= 0`` indexes ``exact_col``/``exact_row`` (``(k, STEP, STEP)``) for cells that need
-    exact coordinates.
+    ``patch[i, j] >= 0`` indexes the finer lattice ``sub_col``/``sub_row`` (``(k, 5, 5)``, every
+    :data:`SUBSTEP` pixels) of a cell that failed the check; ``subpatch[k, a, b] >= 0`` indexes
+    ``exact_col``/``exact_row`` (``(m, SUBSTEP, SUBSTEP)``) of a sub-cell that failed it too.
     """
 
     col: np.ndarray
     row: np.ndarray
     patch: np.ndarray
+    sub_col: np.ndarray
+    sub_row: np.ndarray
+    subpatch: np.ndarray
     exact_col: np.ndarray
     exact_row: np.ndarray
     period: float
@@ -94,15 +102,47 @@ def _unwrap(c: np.ndarray, ref: np.ndarray, period: float) -> np.ndarray:
 def _interp_at(
     col: np.ndarray, row: np.ndarray, fy: float, fx: float, period: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear interpolation of every lattice cell at fractional position ``(fy, fx)`` of the cell."""
-    c00 = col[:-1, :-1]
-    c01 = _unwrap(col[:-1, 1:], c00, period)
-    c10 = _unwrap(col[1:, :-1], c00, period)
-    c11 = _unwrap(col[1:, 1:], c00, period)
-    r00, r01, r10, r11 = row[:-1, :-1], row[:-1, 1:], row[1:, :-1], row[1:, 1:]
+    """Bilinear interpolation of every lattice cell (last two axes) at fractional position ``(fy, fx)``."""
+    c00 = col[..., :-1, :-1]
+    c01 = _unwrap(col[..., :-1, 1:], c00, period)
+    c10 = _unwrap(col[..., 1:, :-1], c00, period)
+    c11 = _unwrap(col[..., 1:, 1:], c00, period)
+    r00, r01, r10, r11 = row[..., :-1, :-1], row[..., :-1, 1:], row[..., 1:, :-1], row[..., 1:, 1:]
     ci = (c00 * (1 - fx) + c01 * fx) * (1 - fy) + (c10 * (1 - fx) + c11 * fx) * fy
     ri = (r00 * (1 - fx) + r01 * fx) * (1 - fy) + (r10 * (1 - fx) + r11 * fx) * fy
     return ci, ri
+
+
+def _bad_cells(
+    tr: Any,
+    dst: GeoBox,
+    src: GeoBox,
+    lattice: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    step: int,
+    period: float,
+) -> np.ndarray:
+    """Cells (last two axes) of a lattice ``(cols, rows, src_col, src_row)`` whose interpolation errs by
+    more than ``CHECK * TOLERANCE`` at the centre or the top/left edge midpoints, or touch a NaN."""
+    cc, rr, col, row = lattice
+    bad = np.zeros(col[..., :-1, :-1].shape, dtype=bool)
+    for a in (slice(None, -1), slice(1, None)):
+        for b in (slice(None, -1), slice(1, None)):
+            bad |= ~(np.isfinite(col[..., a, b]) & np.isfinite(row[..., a, b]))
+    for fy, fx in ((0.5, 0.5), (0.0, 0.5), (0.5, 0.0)):
+        ec, er = _to_src_pixels(tr, dst, src, cc[..., :-1, :-1] + fx * step, rr[..., :-1, :-1] + fy * step)
+        ic, ir = _interp_at(col, row, fy, fx, period)
+        with np.errstate(invalid="ignore"):
+            err = np.maximum(np.abs(_unwrap(ec, ic, period) - ic), np.abs(er - ir))
+        bad |= ~(err <= CHECK * TOLERANCE)
+    return bad
+
+
+def _index(bad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(index array, positions)``: ``index[bad]`` numbers the bad cells 0.., others -1."""
+    index = np.full(bad.shape, -1, dtype=np.int64)
+    pos = np.argwhere(bad)
+    index[bad] = np.arange(len(pos))
+    return index, pos
 
 
 def clear_cache() -> None:
@@ -125,44 +165,41 @@ def _coord_plan(_skey: Any, _dkey: Any, src: GeoBox, dst: GeoBox) -> CoordPlan:
 
     tr = Transformer.from_crs(dst.crs.to_wkt(), src.crs.to_wkt(), always_xy=True)
     ny, nx = dst.shape
-    s = STEP
-    gy = np.arange(0, ny + s, s, dtype="float64")  # lattice reaches past the last pixel
-    gx = np.arange(0, nx + s, s, dtype="float64")
-    cc, rr = np.meshgrid(gx + 0.5, gy + 0.5)
-    col, row = _to_src_pixels(tr, dst, src, cc, rr)
+    s, s2 = STEP, SUBSTEP
     period = 0.0
     if src.crs.geographic and src.affine.b == 0 and src.affine.d == 0:
         period = 360.0 / abs(src.affine.a)
-    # check every cell at its centre and at the midpoints of its top and left edges
-    bad = ~np.isfinite(col[:-1, :-1])
-    for k in range(2):
-        for j in range(2):
-            bad |= ~np.isfinite(col[k : col.shape[0] - 1 + k, j : col.shape[1] - 1 + j])
-            bad |= ~np.isfinite(row[k : row.shape[0] - 1 + k, j : row.shape[1] - 1 + j])
-    for fy, fx in ((0.5, 0.5), (0.0, 0.5), (0.5, 0.0)):
-        ec, er = _to_src_pixels(tr, dst, src, cc[:-1, :-1] + fx * s, rr[:-1, :-1] + fy * s)
-        ic, ir = _interp_at(col, row, fy, fx, period)
-        with np.errstate(invalid="ignore"):
-            err = np.maximum(np.abs(_unwrap(ec, ic, period) - ic), np.abs(er - ir))
-        bad |= ~(err <= TOLERANCE)
-    patch = np.full(bad.shape, -1, dtype=np.int64)
-    idx = np.argwhere(bad)
-    patch[bad] = np.arange(len(idx))
-    off = np.arange(s, dtype="float64") + 0.5
-    pr = idx[:, 0, None, None] * s + off[None, :, None] + 0 * off[None, None, :]
-    pc = idx[:, 1, None, None] * s + off[None, None, :] + 0 * off[None, :, None]
-    exact_col, exact_row = _to_src_pixels(tr, dst, src, pc, pr)
+    # level 1: the whole grid every STEP pixels (the lattice reaches past the last pixel)
+    cc, rr = np.meshgrid(np.arange(0, nx + s, s) + 0.5, np.arange(0, ny + s, s) + 0.5)
+    col, row = _to_src_pixels(tr, dst, src, cc, rr)
+    patch, cells = _index(_bad_cells(tr, dst, src, (cc, rr, col, row), s, period))
+    # level 2: failed cells every SUBSTEP pixels
+    off = np.arange(0, s + s2, s2, dtype="float64")
+    scc = cells[:, 1, None, None] * s + 0.5 + off[None, None, :] + 0 * off[None, :, None]
+    srr = cells[:, 0, None, None] * s + 0.5 + off[None, :, None] + 0 * off[None, None, :]
+    scol, srow = _to_src_pixels(tr, dst, src, scc, srr)
+    subpatch, subcells = _index(_bad_cells(tr, dst, src, (scc, srr, scol, srow), s2, period))
+    # level 3: exact transforms for the sub-cells that still fail (next to a pole)
+    off = np.arange(s2, dtype="float64")
+    k, a, b = subcells.T
+    ecc, err = np.broadcast_arrays(
+        scc[k, a, b][:, None, None] + off[None, None, :], srr[k, a, b][:, None, None] + off[None, :, None]
+    )
+    exact_col, exact_row = _to_src_pixels(tr, dst, src, ecc, err)
     h, w = src.shape
-    global_x = period > 0 and abs(w - period) < 0.5
+    c = np.ascontiguousarray
     return CoordPlan(
-        col=np.ascontiguousarray(col),
-        row=np.ascontiguousarray(row),
+        col=c(col),
+        row=c(row),
         patch=patch,
-        exact_col=np.ascontiguousarray(exact_col.reshape(-1, s, s)),
-        exact_row=np.ascontiguousarray(exact_row.reshape(-1, s, s)),
+        sub_col=c(scol.reshape(-1, s // s2 + 1, s // s2 + 1)),
+        sub_row=c(srow.reshape(-1, s // s2 + 1, s // s2 + 1)),
+        subpatch=c(subpatch.reshape(-1, s // s2, s // s2)),
+        exact_col=c(exact_col.reshape(-1, s2, s2)),
+        exact_row=c(exact_row.reshape(-1, s2, s2)),
         period=period,
         src_shape=(h, w),
-        global_x=global_x,
+        global_x=period > 0 and abs(w - period) < 0.5,
     )
 
 
@@ -175,23 +212,24 @@ def warp_block(
     dtype: np.dtype,
 ) -> np.ndarray:
     """Output pixels ``box = (y0, y1, x0, x1)`` of the whole source ``src`` (``(..., H, W)``), NaN outside."""
+    from ._fastwarp_kernel import gather
+
     y0, y1, x0, x1 = box
     lead = src.shape[:-2]
     s3 = np.asarray(src).reshape((-1,) + src.shape[-2:])
     if s3.dtype != dtype:
         s3 = s3.astype(dtype)
     out = np.empty((s3.shape[0], y1 - y0, x1 - x0), dtype=dtype)
-    _kernel()(
+    gather(
         s3,
         out,
-        plan.col,
-        plan.row,
-        plan.patch,
-        plan.exact_col,
-        plan.exact_row,
+        (plan.col, plan.row, plan.patch),
+        (plan.sub_col, plan.sub_row, plan.subpatch),
+        (plan.exact_col, plan.exact_row),
         y0,
         x0,
         STEP,
+        SUBSTEP,
         plan.period,
         plan.global_x,
         resampling == "nearest",
@@ -199,105 +237,3 @@ def warp_block(
         nodata is not None,
     )
     return out.reshape(lead + (y1 - y0, x1 - x0))
-
-
-@lru_cache(maxsize=1)
-def _kernel() -> Any:
-    """Compile (once, cached on disk) the Numba gather kernel."""
-    import math
-
-    from numba import njit
-
-    @njit(nogil=True, cache=True)
-    def kernel(src, out, col, row, patch, ecol, erow, y0, x0, step, period, global_x, nearest, nod, has_nod):  # noqa: PLR0913
-        nb, h, w = src.shape
-        oh, ow = out.shape[1], out.shape[2]
-        for yy in range(oh):
-            y = y0 + yy
-            i = y // step
-            fy = (y - i * step) / step
-            for xx in range(ow):
-                x = x0 + xx
-                j = x // step
-                p = patch[i, j]
-                if p >= 0:
-                    c = ecol[p, y - i * step, x - j * step]
-                    r = erow[p, y - i * step, x - j * step]
-                else:
-                    fx = (x - j * step) / step
-                    c00 = col[i, j]
-                    c01 = col[i, j + 1]
-                    c10 = col[i + 1, j]
-                    c11 = col[i + 1, j + 1]
-                    if period > 0:
-                        c01 -= period * math.floor((c01 - c00) / period + 0.5)
-                        c10 -= period * math.floor((c10 - c00) / period + 0.5)
-                        c11 -= period * math.floor((c11 - c00) / period + 0.5)
-                    c = (c00 * (1 - fx) + c01 * fx) * (1 - fy) + (c10 * (1 - fx) + c11 * fx) * fy
-                    r = (row[i, j] * (1 - fx) + row[i, j + 1] * fx) * (1 - fy) + (
-                        row[i + 1, j] * (1 - fx) + row[i + 1, j + 1] * fx
-                    ) * fy
-                if period > 0 and c == c:
-                    c -= period * math.floor(c / period)
-                    if c >= period:  # -tiny wraps to exactly ``period`` in floating point
-                        c -= period
-                if not (r >= 0.0 and r < h and c >= 0.0 and c < (period if global_x else w)):
-                    for b in range(nb):
-                        out[b, yy, xx] = math.nan
-                    continue
-                if nearest:
-                    ri = min(int(r), h - 1)
-                    ci = int(c) % w if global_x else min(int(c), w - 1)
-                    for b in range(nb):
-                        v = src[b, ri, ci]
-                        out[b, yy, xx] = math.nan if (has_nod and v == nod) else v
-                    continue
-                fr = r - 0.5
-                fc = c - 0.5
-                r0 = int(math.floor(fr))
-                c0 = int(math.floor(fc))
-                wr1 = fr - r0
-                wc1 = fc - c0
-                c1 = c0 + 1
-                ok_c0 = True
-                ok_c1 = True
-                if global_x:
-                    c0 %= w
-                    c1 %= w
-                else:
-                    ok_c0 = c0 >= 0
-                    ok_c1 = c1 < w
-                ok_r0 = r0 >= 0
-                ok_r1 = r0 + 1 < h
-                for b in range(nb):
-                    acc = 0.0
-                    wsum = 0.0
-                    if ok_r0:
-                        if ok_c0:
-                            v = src[b, r0, c0]
-                            if v == v and not (has_nod and v == nod):
-                                wt = (1 - wr1) * (1 - wc1)
-                                acc += wt * v
-                                wsum += wt
-                        if ok_c1:
-                            v = src[b, r0, c1]
-                            if v == v and not (has_nod and v == nod):
-                                wt = (1 - wr1) * wc1
-                                acc += wt * v
-                                wsum += wt
-                    if ok_r1:
-                        if ok_c0:
-                            v = src[b, r0 + 1, c0]
-                            if v == v and not (has_nod and v == nod):
-                                wt = wr1 * (1 - wc1)
-                                acc += wt * v
-                                wsum += wt
-                        if ok_c1:
-                            v = src[b, r0 + 1, c1]
-                            if v == v and not (has_nod and v == nod):
-                                wt = wr1 * wc1
-                                acc += wt * v
-                                wsum += wt
-                    out[b, yy, xx] = acc / wsum if wsum > 1e-5 else math.nan
-
-    return kernel

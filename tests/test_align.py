@@ -42,24 +42,26 @@ def _arctic_source(n: int = 512, chunks: int | None = 128) -> tuple[xr.DataArray
     return _da(lat.astype("float64"), gbox, chunks), gbox
 
 
-def test_linear_field_same_crs_is_exact() -> None:
+@pytest.mark.parametrize("chunks", [32, None], ids=["lazy-gdal", "in-memory-fast"])
+def test_linear_field_same_crs_is_exact(chunks: int | None) -> None:
     """Bilinear interpolation reproduces a linear function of x, y (shifted, finer grid, same CRS)."""
     src = GeoBox((60, 80), Affine(1000, 0, 500000, 0, -1000, 6000000), "EPSG:32633")
     xs, ys = np.meshgrid(src.coords["x"].values, src.coords["y"].values)
     field = 2.0e-3 * (xs - 500000) - 3.0e-3 * (ys - 6000000) + 7.0
     dst = GeoBox((80, 100), Affine(430, 0, 510217, 0, -430, 5985333), "EPSG:32633")
-    out = reproject_to_grid(_da(field, src, 32), _grid(dst, 32), resampling="bilinear").values
+    out = reproject_to_grid(_da(field, src, chunks), _grid(dst, 32), resampling="bilinear").values
     gx, gy = np.meshgrid(dst.coords["x"].values, dst.coords["y"].values)
     expected = 2.0e-3 * (gx - 500000) - 3.0e-3 * (gy - 6000000) + 7.0
     assert np.isfinite(out).all()
     np.testing.assert_allclose(out, expected, atol=1e-9)
 
 
-def test_latitude_survives_reprojection_to_north_polar_grid() -> None:
+@pytest.mark.parametrize("chunks", [128, None], ids=["lazy-gdal", "in-memory-fast"])
+def test_latitude_survives_reprojection_to_north_polar_grid(chunks: int | None) -> None:
     """lat (linear in the EPSG:4326 source) onto EPSG:3413: error within GDAL's 1/8-pixel transform tolerance,
     no NaN anywhere inside 50N (including the pole chunk and the 180E seam)."""
     n = 512
-    src_da, src = _arctic_source(n)
+    src_da, src = _arctic_source(n, chunks)
     r = 4.4e6
     # 255 x 255 cells: the middle cell is centred on the pole
     dst = GeoBox((255, 255), Affine(2 * r / 255, 0, -r, 0, -2 * r / 255, r), "EPSG:3413")
@@ -107,24 +109,26 @@ def test_pole_matches_rasterio_whole_image_warp() -> None:
     assert np.nanmax(np.abs(out - ref)) < 0.25 * (per_row + per_col)
 
 
-def test_south_pole_grid_from_geographic_source() -> None:
+@pytest.mark.parametrize("chunks", [45, None], ids=["lazy-gdal", "in-memory-fast"])
+def test_south_pole_grid_from_geographic_source(chunks: int | None) -> None:
     """EPSG:3031 grid from an EPSG:4326 source reaching 90S: the pole cells are filled with -90."""
     n = 360
     src = GeoBox.from_bbox((-180, -90, 180, -60), "EPSG:4326", shape=(n // 2, n))
     lat = src.coords["latitude"].values[:, None] * np.ones((1, n))
     dst = GeoBox.from_bbox((-1e6, -1e6, 1e6, 1e6), "EPSG:3031", shape=(100, 100))
-    out = reproject_to_grid(_da(lat, src, 45), _grid(dst, 30)).values
+    out = reproject_to_grid(_da(lat, src, chunks), _grid(dst, 30)).values
     _, glat = _centres_in(dst, "EPSG:4326")
     assert np.isfinite(out).all()
     assert np.max(np.abs(out - glat)) <= 0.13 * (30.0 / (n // 2))
 
 
-def test_source_across_antimeridian_onto_pacific_grid() -> None:
+@pytest.mark.parametrize("chunks", [50, None], ids=["lazy-gdal", "in-memory-fast"])
+def test_source_across_antimeridian_onto_pacific_grid(chunks: int | None) -> None:
     """A source spanning 170E..190E (= -170E) lands on a grid crossing 180 (PDC Mercator EPSG:3832)."""
     src = GeoBox.from_bbox((170, -5, 190, 5), "EPSG:4326", shape=(100, 200))
     lon = src.coords["longitude"].values[None, :] * np.ones((100, 1))
     dst = GeoBox.from_bbox((2.8e6, -4e5, 3.9e6, 4e5), "EPSG:3832", shape=(40, 110))
-    out = reproject_to_grid(_da(lon, src, 50), _grid(dst, 32)).values
+    out = reproject_to_grid(_da(lon, src, chunks), _grid(dst, 32)).values
     glon, _ = _centres_in(dst, "EPSG:4326")
     glon = np.where(glon < 0, glon + 360, glon)
     assert glon.min() < 180 < glon.max()
@@ -132,7 +136,8 @@ def test_source_across_antimeridian_onto_pacific_grid() -> None:
     assert np.max(np.abs(out - glon)) <= 0.13 * 0.1 + 1e-9
 
 
-def test_global_source_onto_grid_centred_on_dateline() -> None:
+@pytest.mark.parametrize("chunks", [60, None], ids=["lazy-gdal", "in-memory-fast"])
+def test_global_source_onto_grid_centred_on_dateline(chunks: int | None) -> None:
     """A -180..180 global source onto a LAEA grid centred at 180E: the seam is invisible (smooth field)."""
     n = 720
     src = GeoBox.from_bbox((-180, 30, 180, 90), "EPSG:4326", shape=(120, n))
@@ -142,7 +147,7 @@ def test_global_source_onto_grid_centred_on_dateline() -> None:
     dst = GeoBox.from_bbox(
         (-1.5e6, -1.5e6, 1.5e6, 1.5e6), "+proj=laea +lat_0=60 +lon_0=180 +datum=WGS84", shape=(90, 90)
     )
-    out = reproject_to_grid(_da(field, src, 60), _grid(dst, 32)).values
+    out = reproject_to_grid(_da(field, src, chunks), _grid(dst, 32)).values
     glon, glat = _centres_in(dst, "EPSG:4326")
     expected = np.cos(np.deg2rad(glon)) * 5 + glat
     assert np.isfinite(out).all()
@@ -150,13 +155,14 @@ def test_global_source_onto_grid_centred_on_dateline() -> None:
     assert np.max(np.abs(out - expected)) < 5 * np.deg2rad(0.5) ** 2 / 8 + 0.13 * 0.5
 
 
-def test_constant_stays_constant() -> None:
+@pytest.mark.parametrize("chunks", [64, None], ids=["lazy-gdal", "in-memory-fast"])
+def test_constant_stays_constant(chunks: int | None) -> None:
     """A constant field stays that constant under every resampling, across CRSs."""
     src = GeoBox.from_bbox((10, 55, 12, 57), "EPSG:4326", shape=(200, 200))
     const = np.full(src.shape, 7.25)
     dst = GeoBox.from_bbox((600000, 6110000, 700000, 6300000), "EPSG:32632", shape=(50, 25))
     for method in ("bilinear", "average", "nearest", "cubic"):
-        out = reproject_to_grid(_da(const, src, 64), _grid(dst, 16), resampling=method).values
+        out = reproject_to_grid(_da(const, src, chunks), _grid(dst, 16), resampling=method).values
         valid = out[np.isfinite(out)]
         assert valid.size > 0.5 * out.size
         np.testing.assert_allclose(valid, 7.25, rtol=1e-12)
@@ -273,6 +279,78 @@ def test_other_body_and_outside_region_are_refused() -> None:
         reproject_to_grid(
             arr, _grid(GeoBox.from_bbox((0, 0, 1, 1), "EPSG:4326", shape=(5, 5))), resampling="magic"
         )
+
+
+def test_fast_coordinate_map_within_tolerance_of_exact_transform() -> None:
+    """The fast path's interpolated source coordinates stay within 1/8 source pixel of exact PROJ transforms
+    everywhere, pole and seam included: a source whose value is its own row (column) coordinate returns,
+    by bilinear interpolation, the source position each grid pixel was mapped to."""
+    pytest.importorskip("numba")
+    n = 360
+    src = GeoBox.from_bbox((-180, 50, 180, 90), "EPSG:4326", shape=(n // 3, n))
+    rows, cols = np.meshgrid(np.arange(n // 3) + 0.5, np.arange(n) + 0.5, indexing="ij")
+    dst = GeoBox.from_bbox((-3e6, -3e6, 3e6, 3e6), "EPSG:3413", shape=(301, 301))  # pole at the centre pixel
+    out_r = reproject_to_grid(_da(rows, src), _grid(dst, 64), resampling="bilinear").values
+    out_c = reproject_to_grid(_da(cols, src), _grid(dst, 64), resampling="bilinear").values
+    lon, lat = _centres_in(dst, "EPSG:4326")
+    exact_c, exact_r = ~src.affine * (np.where(lon < -180, lon + 360, lon), lat)
+    interior_r = (exact_r > 0.5) & (exact_r < n // 3 - 0.5)
+    assert np.isfinite(out_r[interior_r]).all()
+    assert np.max(np.abs(out_r - exact_r)[interior_r]) <= 0.125
+    interior_c = interior_r & (exact_c > 0.5) & (exact_c < n - 0.5)  # away from the seam (values jump there)
+    assert np.max(np.abs(out_c - exact_c)[interior_c]) <= 0.125
+
+
+def test_fast_path_equals_gdal_with_missing_data() -> None:
+    """With NaN holes and a nodata value, the fast bilinear/nearest kernels skip missing neighbours and
+    renormalise like GDAL's (same CRS, so GDAL's transform is exact): the two agree to float rounding."""
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(3)
+    src = GeoBox((60, 80), Affine(1000, 0, 500000, 0, -1000, 6000000), "EPSG:32633")
+    field = rng.normal(10.0, 2.0, size=src.shape)
+    field[rng.random(src.shape) < 0.1] = np.nan
+    field[20:25, 30:40] = np.nan
+    dst = GeoBox((70, 90), Affine(730, 0, 503217, 0, -730, 5995333), "EPSG:32633")
+    for method in ("bilinear", "nearest"):
+        fast = reproject_to_grid(_da(field, src), _grid(dst, 32), resampling=method).values
+        ref = reproject_to_grid(_da(field, src), _grid(dst, 32), resampling=method, engine="gdal").values
+        assert np.array_equal(np.isnan(fast), np.isnan(ref))
+        np.testing.assert_allclose(fast, ref, rtol=1e-12, equal_nan=True)
+    filled = _da(np.where(np.isnan(field), -9999.0, field), src).assign_attrs(nodata=-9999.0)
+    fast = reproject_to_grid(filled, _grid(dst, 32), resampling="bilinear").values
+    ref = reproject_to_grid(_da(field, src), _grid(dst, 32), resampling="bilinear", engine="gdal").values
+    np.testing.assert_allclose(fast, ref, rtol=1e-12, equal_nan=True)
+
+
+def test_fast_path_nearest_hot_pixel_and_cached_plan_for_band_stacks() -> None:
+    """Nearest: the hot 0.01-degree pixel fills exactly the UTM cells whose centres lie in it (pyproj).
+    A 3-band stack gives each band the single-band result, and reuses the cached coordinate plan."""
+    pytest.importorskip("numba")
+    from pipelines import fastwarp
+
+    src = GeoBox.from_bbox((8.5, 47.0, 9.5, 48.0), "EPSG:4326", shape=(100, 100))
+    field = np.zeros(src.shape)
+    field[37, 61] = 1000.0
+    dst = GeoBox.from_bbox((490000, 5260000, 510000, 5280000), "EPSG:32632", resolution=250)
+    out = reproject_to_grid(_da(field, src), _grid(dst, 32), resampling="nearest").values
+    gx, gy = np.meshgrid(dst.coords["x"].values, dst.coords["y"].values)
+    lon, lat = Transformer.from_crs(32632, 4326, always_xy=True).transform(gx, gy)
+    col, row = ~src.affine * (lon, lat)
+    inside = (np.floor(col) == 61) & (np.floor(row) == 37)
+    assert inside.sum() > 4
+    np.testing.assert_array_equal(out == 1000.0, inside)
+    stack = xr.concat([_da(field * k, src) for k in (1.0, 2.0, 3.0)], dim="band")
+    plan = fastwarp.coord_plan(src, dst)
+    bands = reproject_to_grid(stack, _grid(dst, 32), resampling="nearest").values
+    assert fastwarp.coord_plan(src, dst) is plan
+    for k in range(3):
+        np.testing.assert_array_equal(bands[k], out * (k + 1))
+
+
+def test_unknown_engine_is_refused() -> None:
+    src = GeoBox.from_bbox((0, 0, 1, 1), "EPSG:4326", shape=(10, 10))
+    with pytest.raises(GridError, match="unknown engine"):
+        reproject_to_grid(_da(np.ones(src.shape), src), _grid(src), engine="cuda")
 
 
 def _timed(times: pd.DatetimeIndex) -> xr.Dataset:
