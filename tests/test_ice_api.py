@@ -173,3 +173,27 @@ def test_lonlat_seeds_are_projected():
     r = simulate(f, pd.DataFrame({"lon": [-20.0], "lat": [82.0]}), duration="1h", dt="1h")
     assert float(r["lon"][0, 0]) == pytest.approx(-20.0, abs=1e-4)
     assert float(r["lat"][0, 0]) == pytest.approx(82.0, abs=1e-4)
+
+
+def test_output_decimation_keeps_the_same_states(coast_cube):
+    """``output_every`` records a subset of the same states (the steps in between are still taken);
+    ``"final"`` keeps only the release and the end; a record interval that does not divide the run
+    is rejected. Stranding against the coast happens between records, so the status is checked too."""
+    seeds = pd.DataFrame({"x": [-10_000.0, -40_000.0], "y": [0.0, 30_000.0]})
+    with x64():
+        full = simulate(coast_cube, seeds, model="passive", duration="48h", dt="1h")
+        dec = simulate(
+            coast_cube, seeds, model="passive", duration="48h", dt="1h", params={"output_every": 6}
+        )
+        fin = simulate(
+            coast_cube, seeds, model="passive", duration="48h", dt="1h", params={"output_every": "final"}
+        )
+    assert dec.sizes["time"] == 9 and fin.sizes["time"] == 2
+    sub = full.isel(time=slice(None, None, 6))
+    np.testing.assert_array_equal(dec["time"].values, sub["time"].values)
+    for v in ("x", "y", "status"):
+        np.testing.assert_array_equal(dec[v].values, sub[v].values)
+        np.testing.assert_array_equal(fin[v].values, full[v].isel(time=[0, -1]).values)
+    assert fin["status"].values[0, -1] == 1  # the first seed reaches the coast 30 km east in 48 h
+    with pytest.raises(ValueError, match="output_every"):
+        simulate(coast_cube, seeds, model="passive", duration="48h", dt="1h", params={"output_every": 5})

@@ -203,15 +203,27 @@ def run(
     params: IceParams,
     state: Particles,
     props: Mapping[str, Array],
+    every: int = 1,
 ) -> tuple[Particles, tuple[Array, Array, Array]]:
-    """Integrate ``n_steps`` with ``lax.scan``; return the final state and ``(x, y, status)`` per step.
+    """Integrate ``n_steps`` with ``lax.scan``; return the final state and ``(x, y, status)`` records.
 
-    The recorded arrays have shape ``(n_steps, n)`` (the state after each step).
+    The state is recorded after every ``every`` steps (``n_steps`` must be a multiple of ``every``), so
+    the records have shape ``(n_steps // every, n)``: ``every=1`` keeps every step, ``every=n_steps``
+    only the final state, and the memory of a run is O(particles x records). The steps between two
+    records run in an inner ``lax.scan`` that stores nothing.
     """
+    if every < 1 or n_steps % every:
+        raise ValueError(f"record interval {every} steps must be >= 1 and divide n_steps={n_steps}")
     step = make_stepper(cfg, channels, dt)
 
+    def inner(s: Particles, _: Any) -> tuple[Particles, None]:
+        return step(s, forcing, params, props), None
+
     def body(s: Particles, _: Any) -> tuple[Particles, tuple[Array, Array, Array]]:
-        s = step(s, forcing, params, props)
+        if every == 1:
+            s = step(s, forcing, params, props)
+        else:
+            s, _ = jax.lax.scan(inner, s, None, length=every)
         return s, (s.x, s.y, s.status)
 
-    return jax.lax.scan(body, state, None, length=n_steps)
+    return jax.lax.scan(body, state, None, length=n_steps // every)

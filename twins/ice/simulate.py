@@ -10,6 +10,9 @@
   ``tilt`` (``"none"``, ``"geostrophic"``, ``"ssh"``; default ``"ssh"`` when the cube has ``zos``),
   ``wind`` (``"auto"``; ``"none"`` runs a wind-driven model on a cube without ``u10``/``v10`` with the
   wind taken as zero, which is recorded in the result attrs), ``start_time``;
+- output: ``output_every`` (default 1): record the particles every this many steps (it must divide
+  the number of steps); ``"final"`` keeps only the release and the final state. The kernel's memory
+  grows only with the particle count; the records add particles x recorded times;
 - ensemble (``members > 1``; member 0 is the unperturbed control): ``seed``, ``perturb_drag`` (sigma of
   a log-normal factor on the air and water drag coefficients, default 0.2), ``perturb_wind`` (on the
   wind factors, default 0.2), ``perturb_position_m`` (Gaussian jitter of the release position,
@@ -36,7 +39,7 @@ from .physics import DYNAMICS, ICE_VELOCITY_MODES, TILT_MODES, Config, IceParams
 
 MODELS = ("passive", "sea_ice", "iceberg")
 STATUS_FLAGS = {"flag_values": [0, 1, 2, 3], "flag_meanings": "active stranded outside not_released"}
-CONFIG_KEYS = {"scheme", "ice_velocity", "dynamics", "tilt", "wind", "start_time"}
+CONFIG_KEYS = {"scheme", "ice_velocity", "dynamics", "tilt", "wind", "start_time", "output_every"}
 ENSEMBLE_KEYS = {"seed", "perturb_drag", "perturb_wind", "perturb_position_m", "perturb_release_s"}
 
 
@@ -64,7 +67,7 @@ def _split_params(
     if params.get("wind", "auto") not in ("auto", "none"):
         raise ValueError(f"simulate: params['wind'] must be 'auto' or 'none', got {params['wind']!r}")
     phys = IceParams(**{k: float(v) for k, v in params.items() if k in IceParams._fields})
-    extra = {k: params[k] for k in params if k in ENSEMBLE_KEYS | {"wind", "start_time"}}
+    extra = {k: params[k] for k in params if k in ENSEMBLE_KEYS | {"wind", "start_time", "output_every"}}
     return cfg, phys, extra
 
 
@@ -87,12 +90,12 @@ def _member_params(
     return base
 
 
-@partial(jax.jit, static_argnames=("cfg", "channels", "n_steps", "dt"))
-def _run_ensemble(cfg, channels, n_steps, dt, forcing, params, state, props):
+@partial(jax.jit, static_argnames=("cfg", "channels", "n_steps", "dt", "every"))
+def _run_ensemble(cfg, channels, n_steps, dt, every, forcing, params, state, props):
     """vmap over members of the scanned kernel; jitted once per static configuration."""
 
     def one(p, s):
-        return kernel.run(cfg, channels, n_steps, dt, forcing, p, s, props)
+        return kernel.run(cfg, channels, n_steps, dt, forcing, p, s, props, every=every)
 
     # time is shared by all members (unbatched): the forcing is interpolated in time once per stage
     axes = kernel.Particles(x=0, y=0, u=0, v=0, status=0, release=0, t=None)
@@ -108,7 +111,7 @@ def _float_dtype(arrays: dict[str, np.ndarray]) -> Any:
 class Prepared(NamedTuple):
     """Everything :func:`simulate` passes to the jitted ensemble kernel, plus what the cube needs."""
 
-    static: tuple  # (cfg, channels, n_steps, dt_s): static arguments of the jitted call
+    static: tuple  # (cfg, channels, n_steps, dt_s, every): static arguments of the jitted call
     args: tuple  # (forcing, params, state, props): JAX pytrees
     meta: Any
     start: np.datetime64
@@ -136,6 +139,7 @@ def prepare(
     n_steps = int(round(dur_s / dt_s))
     if abs(n_steps * dt_s - dur_s) > 1e-6 * dur_s:
         raise ValueError(f"simulate: duration {dur_s} s is not a multiple of dt {dt_s} s")
+    every = _output_every(extra.get("output_every", 1), n_steps)
     arrays, channels, meta = forcing_arrays(
         forcing, model=model, ice_velocity=cfg.ice_velocity, tilt=cfg.tilt, wind=wind, dynamics=cfg.dynamics
     )
@@ -202,7 +206,20 @@ def prepare(
         "ensemble": json.dumps({k: extra[k] for k in extra if k in ENSEMBLE_KEYS}),
         "forcing_sources": str(forcing.attrs.get("geotwin_sources", "[]")),
     }
-    return Prepared((cfg, channels, n_steps, dt_s), (fj, pj, state, props_j), meta, start, attrs)
+    attrs["output_every_steps"] = every
+    return Prepared((cfg, channels, n_steps, dt_s, every), (fj, pj, state, props_j), meta, start, attrs)
+
+
+def _output_every(value: Any, n_steps: int) -> int:
+    """Record interval in steps: ``params["output_every"]``, a positive divisor of ``n_steps`` or ``"final"``."""
+    if isinstance(value, str) and value == "final":
+        return n_steps
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1 or n_steps % value:
+        raise ValueError(
+            f"simulate: params['output_every'] must be 'final' or a positive integer dividing the "
+            f"{n_steps} steps, got {value!r}"
+        )
+    return int(value)
 
 
 def _wind_note(model: str, wind: str, channels: tuple[str, ...]) -> str:
@@ -260,8 +277,8 @@ def simulate(
     xs = np.concatenate([x0[:, None, :].astype(xs.dtype), np.asarray(xs)], axis=1)
     ys = np.concatenate([y0[:, None, :].astype(ys.dtype), np.asarray(ys)], axis=1)
     st = np.concatenate([s0[:, None, :], np.asarray(st)], axis=1)
-    n_steps, dt_s = prep.static[2], prep.static[3]
-    times = prep.start + (np.arange(n_steps + 1) * dt_s * 1e9).astype("timedelta64[ns]")
+    n_steps, dt_s, every = prep.static[2], prep.static[3], prep.static[4]
+    times = prep.start + (np.arange(0, n_steps + 1, every) * dt_s * 1e9).astype("timedelta64[ns]")
     return _trajectory_cube(xs, ys, st, times, prep.meta, prep.attrs, members_dim=members > 1)
 
 
