@@ -440,12 +440,11 @@ def _fast_reproject(
 
     from . import fastwarp
 
-    plan = fastwarp.coord_plan(src_gb, dst_gb)
     dtype = np.dtype("float64") if data.dtype == np.float64 else np.dtype("float32")
     token = f"fastwarp-{uuid.uuid4().hex}"
-    # the source and the coordinate plan enter the graph once each, by unique names (no hashing)
+    # the source enters the graph once, by a unique name (no hashing); each task builds (or takes from
+    # the cache) the coordinate plan of its own chunk
     source = dask.delayed(np.asarray(data.data), name=f"{token}-source", traverse=False)
-    dplan = dask.delayed(plan, name=f"{token}-plan", traverse=False)
     ny, nx = dst_gb.shape
     lead = tuple(data.shape[:-2])
     rows = []
@@ -454,7 +453,8 @@ def _fast_reproject(
         for x0, x1 in _chunk_edges(nx, chunk[1]):
             task = dask.delayed(fastwarp.warp_block, pure=False)(
                 source,
-                dplan,
+                src_gb,
+                dst_gb,
                 (y0, y1, x0, x1),
                 resampling,
                 src_nodata,

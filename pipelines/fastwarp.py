@@ -77,12 +77,11 @@ def _to_src_pixels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact source pixel-edge coordinates of output pixel positions ``(cols, rows)``."""
     a = dst.affine
-    x = a.a * cols + a.b * rows + a.c
-    y = a.d * cols + a.e * rows + a.f
-    with np.errstate(all="ignore"):
-        sx, sy = tr.transform(x, y, errcheck=False)
-    sx = np.asarray(sx, dtype="float64")
-    sy = np.asarray(sy, dtype="float64")
+    x = np.ascontiguousarray(a.a * cols + a.b * rows + a.c, dtype="float64").ravel()
+    y = np.ascontiguousarray(a.d * cols + a.e * rows + a.f, dtype="float64").ravel()
+    sx, sy = _transform(tr, x, y)
+    sx = sx.reshape(np.shape(cols))
+    sy = sy.reshape(np.shape(cols))
     inv = ~src.affine
     c = inv.a * sx + inv.b * sy + inv.c
     r = inv.d * sx + inv.e * sy + inv.f
@@ -90,6 +89,28 @@ def _to_src_pixels(
     c[bad] = np.nan
     r[bad] = np.nan
     return c, r
+
+
+def _transform(tr: Any, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``tr.transform`` in place on copies of ``x``, ``y``."""
+    x, y = x.copy(), y.copy()
+    with np.errstate(all="ignore"):
+        tr.transform(x, y, errcheck=False, inplace=True)
+    return x, y
+
+
+def _transformer(src_wkt: str, dst_wkt: str) -> Any:
+    """A pyproj Transformer per thread (plans of different chunks are built in parallel tasks)."""
+    import threading
+
+    return _thread_transformer(src_wkt, dst_wkt, threading.get_ident())
+
+
+@lru_cache(maxsize=64)
+def _thread_transformer(src_wkt: str, dst_wkt: str, _thread: int) -> Any:
+    from pyproj import Transformer
+
+    return Transformer.from_crs(src_wkt, dst_wkt, always_xy=True)
 
 
 def _unwrap(c: np.ndarray, ref: np.ndarray, period: float) -> np.ndarray:
@@ -154,29 +175,32 @@ def _plan_key(gb: GeoBox) -> tuple[Any, ...]:
     return (tuple(gb.affine)[:6], tuple(gb.shape), gb.crs.to_wkt())
 
 
-def coord_plan(src: GeoBox, dst: GeoBox) -> CoordPlan:
-    """The (cached) :class:`CoordPlan` of ``dst`` pixels in ``src``."""
-    return _coord_plan(_plan_key(src), _plan_key(dst), src, dst)
+def coord_plan(src: GeoBox, dst: GeoBox, box: tuple[int, int, int, int] | None = None) -> CoordPlan:
+    """The (cached) :class:`CoordPlan` of the ``dst`` pixels ``box = (y0, y1, x0, x1)`` (default: all) in
+    ``src``; its lattice starts at the box's first pixel."""
+    box = box or (0, dst.shape[0], 0, dst.shape[1])
+    return _coord_plan(_plan_key(src), _plan_key(dst), tuple(int(v) for v in box), src, dst)
 
 
-@lru_cache(maxsize=8)
-def _coord_plan(_skey: Any, _dkey: Any, src: GeoBox, dst: GeoBox) -> CoordPlan:
-    from pyproj import Transformer
-
-    tr = Transformer.from_crs(dst.crs.to_wkt(), src.crs.to_wkt(), always_xy=True)
-    ny, nx = dst.shape
+@lru_cache(maxsize=4096)
+def _coord_plan(
+    _skey: Any, _dkey: Any, box: tuple[int, int, int, int], src: GeoBox, dst: GeoBox
+) -> CoordPlan:
+    tr = _transformer(dst.crs.to_wkt(), src.crs.to_wkt())
+    y0, y1, x0, x1 = box
+    ny, nx = y1 - y0, x1 - x0
     s, s2 = STEP, SUBSTEP
     period = 0.0
     if src.crs.geographic and src.affine.b == 0 and src.affine.d == 0:
         period = 360.0 / abs(src.affine.a)
     # level 1: the whole grid every STEP pixels (the lattice reaches past the last pixel)
-    cc, rr = np.meshgrid(np.arange(0, nx + s, s) + 0.5, np.arange(0, ny + s, s) + 0.5)
+    cc, rr = np.meshgrid(x0 + np.arange(0, nx + s, s) + 0.5, y0 + np.arange(0, ny + s, s) + 0.5)
     col, row = _to_src_pixels(tr, dst, src, cc, rr)
     patch, cells = _index(_bad_cells(tr, dst, src, (cc, rr, col, row), s, period))
     # level 2: failed cells every SUBSTEP pixels
     off = np.arange(0, s + s2, s2, dtype="float64")
-    scc = cells[:, 1, None, None] * s + 0.5 + off[None, None, :] + 0 * off[None, :, None]
-    srr = cells[:, 0, None, None] * s + 0.5 + off[None, :, None] + 0 * off[None, None, :]
+    scc = x0 + cells[:, 1, None, None] * s + 0.5 + off[None, None, :] + 0 * off[None, :, None]
+    srr = y0 + cells[:, 0, None, None] * s + 0.5 + off[None, :, None] + 0 * off[None, None, :]
     scol, srow = _to_src_pixels(tr, dst, src, scc, srr)
     subpatch, subcells = _index(_bad_cells(tr, dst, src, (scc, srr, scol, srow), s2, period))
     # level 3: exact transforms for the sub-cells that still fail (next to a pole)
@@ -205,7 +229,8 @@ def _coord_plan(_skey: Any, _dkey: Any, src: GeoBox, dst: GeoBox) -> CoordPlan:
 
 def warp_block(
     src: np.ndarray,
-    plan: CoordPlan,
+    src_gb: GeoBox,
+    dst_gb: GeoBox,
     box: tuple[int, int, int, int],
     resampling: str,
     nodata: float | None,
@@ -214,6 +239,7 @@ def warp_block(
     """Output pixels ``box = (y0, y1, x0, x1)`` of the whole source ``src`` (``(..., H, W)``), NaN outside."""
     from ._fastwarp_kernel import gather
 
+    plan = coord_plan(src_gb, dst_gb, box)  # built here, in the task: plans of the chunks build in parallel
     y0, y1, x0, x1 = box
     lead = src.shape[:-2]
     s3 = np.asarray(src).reshape((-1,) + src.shape[-2:])
@@ -226,8 +252,8 @@ def warp_block(
         (plan.col, plan.row, plan.patch),
         (plan.sub_col, plan.sub_row, plan.subpatch),
         (plan.exact_col, plan.exact_row),
-        y0,
-        x0,
+        0,
+        0,
         STEP,
         SUBSTEP,
         plan.period,
