@@ -8,7 +8,17 @@ import numpy as np
 import pytest
 
 jax = pytest.importorskip("jax")
-jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture(autouse=True)
+def _x64():
+    """Reservoir physics in float64 for each test only (other twins keep their float32 default)."""
+    from twins.reservoir.run import x64_scope
+
+    with x64_scope():
+        yield
+
+
 import jax.numpy as jnp  # noqa: E402
 
 from twins.reservoir import economics as E  # noqa: E402

@@ -9,7 +9,17 @@ import pytest
 
 pytest.importorskip("opm")
 jax = pytest.importorskip("jax")
-jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture(autouse=True)
+def _x64():
+    """Reservoir physics in float64 for each test only (other twins keep their float32 default)."""
+    from twins.reservoir.run import x64_scope
+
+    with x64_scope():
+        yield
+
+
 import jax.numpy as jnp  # noqa: E402
 
 from pipelines.sources.reservoir import read_deck_full  # noqa: E402

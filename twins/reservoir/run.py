@@ -6,19 +6,53 @@
 - :func:`run_config` reads a YAML config (deck, optional economics and ensemble) and also writes
   ``DIR/economics.json`` and, with an ensemble, P10/P50/P90 of NPV.
 
-Both enable float64 in JAX (reservoir pressures need it).
+Both run with float64 enabled in JAX for their duration only (:func:`x64_scope`: reservoir pressures
+need it, and the other twins keep their float32 default in the same process).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextlib.contextmanager
+def x64_scope() -> Iterator[None]:
+    """Enable JAX float64 for the duration of a block, then restore the caller's setting.
+
+    The flag is set process-wide, not with the thread-local ``jax.enable_x64`` context: the sparse LU
+    runs in a host callback on another thread, whose float64 result would otherwise be canonicalised
+    to float32. Restoring it keeps the other twins' float32 default in the same process.
+    """
+    import jax
+
+    previous = bool(jax.config.read("jax_enable_x64"))
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+def with_x64(func: F) -> F:
+    """Run ``func`` inside :func:`x64_scope`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with x64_scope():
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class EnsembleConfig(BaseModel):
@@ -45,11 +79,11 @@ def _progress(msg: str) -> None:
     print(f"[reservoir] {msg}", flush=True)
 
 
+@with_x64
 def simulate_deck(deck: str | Path) -> tuple[Any, Any]:
     """Read and simulate a deck: ``(case, report)``."""
     import jax
 
-    jax.config.update("jax_enable_x64", True)
     from pipelines.sources.reservoir import read_deck_full
 
     from .adapter import build
@@ -61,6 +95,7 @@ def simulate_deck(deck: str | Path) -> tuple[Any, Any]:
     return case, rep
 
 
+@with_x64
 def run_deck(deck: str | Path, out_dir: str | Path, store: str | Path | None = None) -> Path:
     """Simulate ``deck`` and write ``out_dir/summary.csv`` and the result cubes; return the CSV path.
 
@@ -115,6 +150,7 @@ def _run_and_write(
     return path, case, rep
 
 
+@with_x64
 def run_config(
     config: str | Path, store: str | Path | None = None, out: str | Path | None = None
 ) -> dict[str, Any]:

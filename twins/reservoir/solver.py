@@ -15,7 +15,7 @@ are halved when Newton fails. The report-step loop is ``lax.scan``, the sub-step
 a fixed-step variant (``lax.scan`` throughout) is reverse-differentiable for history matching.
 
 Float64 is required (pressures of 1e7 Pa with 1e-8 relative updates): call
-``jax.config.update("jax_enable_x64", True)`` first (the run entry points do).
+``twins.reservoir.run.x64_scope()`` (the run entry points do).
 """
 
 from __future__ import annotations
