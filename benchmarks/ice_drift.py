@@ -6,9 +6,13 @@ and Parcels) and turned into a geotwin cube (read by the twin). Every run does 4
 
 - geotwin ``sea_ice`` (steady free drift per RK4 stage), ``passive`` (RK4 + 2 % wind drift) and
   ``iceberg`` (inertial OpenBerg/Keghouche physics), N particles, one jitted call (compile excluded:
-  the second call is timed), then one ensemble (members x 10,000 particles) in one vmapped call;
+  the second call is timed; the first call's time is printed), all recording every step as the peers
+  do; ``sea_ice`` once more recording only the final state (``params={"output_every": "final"}``: the
+  run's memory is then O(particles)); then one ensemble (members x 10,000 particles, final state only)
+  in one vmapped call;
 - peers, each in a fresh process: OpenDrift OceanDrift (RK4 + 2 % wind drift), Parcels AdvectionRK4
-  and OpenDrift OpenBerg (roll-over, random walk and wind-derived wave radiation off), on fewer particles (their cost is linear in N, but small
+  and OpenDrift OpenBerg (roll-over, random walk and wind-derived wave radiation off), timed around
+  ``run``/``execute`` only (reader and particle-set setup excluded), on fewer particles (their cost is linear in N, but small
   runs carry their fixed per-step overhead: the ratios are only fair at a few thousand particles or
   more, so ``--quick`` still uses 5,000);
 - ratios are rates measured in this run; agreement: median distance between the end positions of the
@@ -326,11 +330,21 @@ def main(argv: list[str] | None = None) -> dict:
             f"geotwin {model:8s}: {res[model]['psteps_per_s'] / 1e6:8.2f} M particle-steps/s ({res[model]['seconds']:.2f} s; first call {res[model]['first_call_s']:.1f} s)",
             flush=True,
         )
+    fin = time_geotwin(cube, table, "sea_ice", params={"output_every": "final"})
+    rss_kernels = _rss_mb()
+    print(
+        f"geotwin sea_ice, final state only: {fin['psteps_per_s'] / 1e6:8.2f} M particle-steps/s ({fin['seconds']:.2f} s); peak RSS so far {rss_kernels:.0f} MB",
+        flush=True,
+    )
     ens = time_geotwin(
-        cube, seeds(10_000, 1), "sea_ice", members=members, params={"perturb_position_m": 2000.0}
+        cube,
+        seeds(10_000, 1),
+        "sea_ice",
+        members=members,
+        params={"perturb_position_m": 2000.0, "output_every": "final"},
     )
     print(
-        f"geotwin ensemble {members} x 10,000: {ens['psteps_per_s'] / 1e6:.2f} M particle-steps/s ({ens['seconds']:.2f} s, one vmapped call)",
+        f"geotwin ensemble {members} x 10,000: {ens['psteps_per_s'] / 1e6:.2f} M particle-steps/s ({ens['seconds']:.2f} s, one vmapped call, final state only); peak RSS so far {_rss_mb():.0f} MB",
         flush=True,
     )
     t = time.perf_counter()
@@ -392,6 +406,9 @@ def main(argv: list[str] | None = None) -> dict:
         "passive_psteps_per_s": round(res["passive"]["psteps_per_s"]),
         "passive_vs_oceandrift": ratio(res["passive"]["psteps_per_s"], "oceandrift"),
         "iceberg_psteps_per_s": round(res["iceberg"]["psteps_per_s"]),
+        "sea_ice_final_only_psteps_per_s": round(fin["psteps_per_s"]),
+        "peak_rss_mb_before_ensemble": round(rss_kernels, 1),
+        "first_call_s": {k: round(v["first_call_s"], 1) for k, v in res.items()},
         "ensemble": {"members": members, "particles": 10_000, "psteps_per_s": round(ens["psteps_per_s"])},
         "simulate_end_to_end_10k_s": round(e2e, 2),
         "peers": {k: {kk: vv for kk, vv in v.items() if kk not in ("lon", "lat")} for k, v in peers.items()},
