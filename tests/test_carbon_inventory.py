@@ -90,13 +90,31 @@ def test_sector_totals_must_match_declared_sectors():
 def test_time_profiles_tno():
     times = pd.date_range("2024-07-01", periods=24 * 7, freq="h")  # UTC, Monday..Sunday
     f = time_factors("F_RoadTransport", times, "UTC")
-    assert f.mean() == pytest.approx(1.0, rel=1e-12)  # a full week averages to 1
+    # a full week averages to July's month factor (TNO 1.01, divided by the year's day-weighted mean)
+    days = pd.date_range("2024-01-01", periods=12, freq="MS").days_in_month.to_numpy()
+    road = np.array([0.88, 0.92, 0.98, 1.03, 1.05, 1.06, 1.01, 1.02, 1.06, 1.05, 1.01, 0.93])
+    assert f.mean() == pytest.approx(1.01 / (np.sum(road * days) / days.sum()), rel=1e-12)
     # TNO road transport: evening peak 18:00 (factor 2.08) vs 04:00 (0.05), Friday 1.14 vs Sunday 0.79
     assert f[17] / f[3] == pytest.approx(2.08 / 0.05, rel=1e-12)
     assert f[4 * 24 + 17] / f[6 * 24 + 17] == pytest.approx(1.14 / 0.79, rel=1e-12)
     # local time: 17:00 in Los Angeles (PDT, UTC-7) is 00:00 UTC the next day
     la = time_factors("F_RoadTransport", pd.DatetimeIndex(["2024-07-02T00:00"]), "America/Los_Angeles")
     assert la[0] == pytest.approx(f[17], rel=1e-12)
+
+
+def test_month_in_year_profile_keeps_the_annual_total():
+    # TNO C_OtherStationaryComb (heating): January 1.7 vs July 0.2, same weekday and hour
+    jan, jul = time_factors(
+        "C_OtherStationaryComb", pd.DatetimeIndex(["2023-01-04T12:00", "2023-07-05T12:00"])
+    )
+    assert jan / jul == pytest.approx(1.7 / 0.2, rel=1e-12)
+    # over whole calendar years (a normal and a leap year) the factors average to 1 within how weeks
+    # fall into months (the hour and weekday cycles are normalised exactly)
+    for year in (2023, 2024):
+        times = pd.date_range(f"{year}-01-01", f"{year}-12-31T23:00", freq="h")
+        for profile in ("C_OtherStationaryComb", "F_RoadTransport", "A_PublicPower"):
+            assert time_factors(profile, times).mean() == pytest.approx(1.0, abs=5e-3)
+        assert time_factors("flat", times).mean() == pytest.approx(1.0, rel=1e-12)
 
 
 def test_flaring_emissions_by_hand():

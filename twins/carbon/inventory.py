@@ -11,10 +11,10 @@ Heat rates (fuel energy per unit of electricity)
     sources" (Btu per kWh): coal 10,551; petroleum 10,834; natural gas 7,732. Petroleum coke takes the
     coal value, waste and "cogeneration" the stated assumptions below (documented, not data).
 Time profiles
-    TNO hour-in-day and day-in-week profiles for GNFR sectors (Denier van der Gon et al., 2011, TNO report
-    for EU FP7 MACC, D_D-EMIS_1.3; GNFR mapping 2018, as distributed with C2SM-RCM/emiproc
-    ``files/profiles/tno``). Month-in-year factors are flat (1.0) here: the TNO monthly table was not
-    available to transcribe and verify, so no seasonal cycle is assumed.
+    TNO hour-in-day, day-in-week and month-in-year profiles for GNFR sectors (Denier van der Gon et al.,
+    2011, TNO report for EU FP7 MACC, D_D-EMIS_1.3; GNFR mapping by A. Visschedijk, 2018, as distributed
+    with C2SM-RCM/emiproc ``files/profiles/tno/timeprofiles-*_GNFR.csv``). They describe European
+    activity cycles (e.g. winter heating in C_OtherStationaryComb); a city elsewhere may need its own.
 """
 
 from __future__ import annotations
@@ -74,6 +74,15 @@ _HOUR_OTHER_STATIONARY = [0.38, 0.36, 0.36, 0.36, 0.37, 0.5, 1.19, 1.53, 1.57, 1
                           1.07, 1.06, 1.0, 0.98, 0.99, 1.12, 1.41, 1.52, 1.39, 1.35, 1.0, 0.42]  # fmt: skip
 _HOUR_ROAD = [0.19, 0.09, 0.06, 0.05, 0.09, 0.22, 0.86, 1.84, 1.86, 1.41, 1.24, 1.2,
               1.32, 1.44, 1.45, 1.59, 2.03, 2.08, 1.51, 1.06, 0.74, 0.62, 0.61, 0.44]  # fmt: skip
+
+#: name → month-in-year factors (Jan..Dec), TNO GNFR table (timeprofiles-month-in-year_GNFR.csv, 2018).
+MONTHS: dict[str, list[float]] = {
+    "A_PublicPower": [1.2, 1.15, 1.05, 1.0, 0.9, 0.85, 0.8, 0.875, 0.95, 1.0, 1.075, 1.15],
+    "B_Industry": [1.1, 1.075, 1.05, 1.0, 0.95, 0.9, 0.93, 0.95, 0.97, 1.0, 1.025, 1.05],
+    "C_OtherStationaryComb": [1.7, 1.5, 1.3, 1.0, 0.7, 0.4, 0.2, 0.4, 0.7, 1.05, 1.4, 1.65],
+    "F_RoadTransport": [0.88, 0.92, 0.98, 1.03, 1.05, 1.06, 1.01, 1.02, 1.06, 1.05, 1.01, 0.93],
+    "flat": [1.0] * 12,
+}
 
 #: name → (hour-in-day (24, local time), day-in-week (Mon..Sun)) TNO GNFR profiles.
 PROFILES: dict[str, tuple[list[float], list[float]]] = {
@@ -204,14 +213,25 @@ def downscale(
 
 
 def time_factors(profile: str, times_utc: pd.DatetimeIndex, timezone: str = "UTC") -> np.ndarray:
-    """Multiplicative hour-in-day × day-in-week factors (mean 1 over a week) at UTC ``times``."""
+    """Multiplicative hour-in-day × day-in-week × month-in-year factors at UTC ``times``.
+
+    Hour and day factors have mean 1 over a day and a week; month factors have a day-weighted mean of 1
+    over each calendar year, so an annual total is kept (up to how weeks fall in months).
+    """
     if profile not in PROFILES:
         raise InventoryError(f"time profile {profile!r} unknown; expected one of {list(PROFILES)}")
     hours, days = (np.asarray(p, dtype=float) for p in PROFILES[profile])
     hours = hours / hours.mean()  # TNO tables are normalised to mean 1 up to rounding of two decimals
     days = days / days.mean()
     local = pd.DatetimeIndex(times_utc).tz_localize("UTC").tz_convert(timezone)
-    return hours[local.hour.to_numpy()] * days[local.day_of_week.to_numpy()]
+    months = np.asarray(MONTHS[profile], dtype=float)
+    month_factor = np.empty(len(local))
+    for year in np.unique(local.year):  # day-weighted normalisation per calendar year (leap years)
+        in_year = local.year == year
+        lengths = pd.date_range(f"{year}-01-01", periods=12, freq="MS").days_in_month.to_numpy()
+        norm = months / (np.sum(months * lengths) / lengths.sum())
+        month_factor[in_year] = norm[local.month.to_numpy()[in_year] - 1]
+    return hours[local.hour.to_numpy()] * days[local.day_of_week.to_numpy()] * month_factor
 
 
 def flaring_emissions(gas_rate_sm3_per_day: np.ndarray, flare_efficiency: np.ndarray | float = 0.98):
