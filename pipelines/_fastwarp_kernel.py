@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _interp(col, row, i, j, fy, fx, period):  # noqa: ANN001, ANN202
     """Source (col, row) bilinearly interpolated in lattice cell (i, j) at fractions (fy, fx)."""
     c00 = col[i, j]
@@ -29,12 +29,12 @@ def _interp(col, row, i, j, fy, fx, period):  # noqa: ANN001, ANN202
     return c, r
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def _valid(v, nod, has_nod):  # noqa: ANN001, ANN202
     return v == v and not (has_nod and v == nod)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def gather(src, out, lv1, lv2, lv3, y0, x0, step, substep, period, global_x, nearest, nod, has_nod):  # noqa: ANN001, ANN201, PLR0912, PLR0913, PLR0915
     """Fill ``out[b, yy, xx]`` (output pixel ``(y0 + yy, x0 + xx)``) from ``src[b]``.
 

@@ -13,6 +13,9 @@ real grids need:
 - interpolating kernels use a fixed kernel scale (GDAL ``XSCALE``/``YSCALE`` = 1) so results do not
   depend on how the grid is chunked.
 
+``bilinear``/``nearest`` from an in-memory source take a faster path when Numba is installed
+(:mod:`pipelines.fastwarp`: our own checked coordinate map plus a Numba gather, no GDAL).
+
 The resampling default follows the resolution ratio: ``average`` (area-weighted, conservative) when the
 source is finer than the grid, ``bilinear`` when it is coarser, ``nearest`` for categorical data.
 """
