@@ -447,7 +447,9 @@ def _fast_reproject(
     token = f"fastwarp-{uuid.uuid4().hex}"
     # the source enters the graph once, by a unique name (no hashing); each task builds (or takes from
     # the cache) the coordinate plan of its own chunk
-    source = dask.delayed(np.asarray(data.data), name=f"{token}-source", traverse=False)
+    # cast once here (not in every task): integer sources become float so that NaN can mark missing data
+    values = np.asarray(data.data).astype(dtype, copy=False)
+    source = dask.delayed(values, name=f"{token}-source", traverse=False)
     ny, nx = dst_gb.shape
     lead = tuple(data.shape[:-2])
     rows = []

@@ -371,6 +371,26 @@ def test_fast_path_nearest_hot_pixel_and_cached_plan_for_band_stacks() -> None:
         np.testing.assert_array_equal(bands[k], out * (k + 1))
 
 
+def test_fast_nearest_integer_categories_with_nodata_follow_exact_transform() -> None:
+    """uint8 classes with nodata 0, nearest: each cell holds the class of the source pixel that contains
+    its centre (exact pyproj), NaN for class 0, except where the centre lies within 1e-3 px of a pixel
+    edge (interpolated positions are that close; GDAL's approximate transformer misses 1 % of cells)."""
+    pytest.importorskip("numba")
+    src = GeoBox.from_bbox((8.5, 47.0, 9.5, 48.0), "EPSG:4326", shape=(100, 100))
+    classes = (np.arange(100 * 100).reshape(100, 100) % 7).astype("uint8")
+    arr = _da(classes, src).assign_attrs(nodata=0)
+    dst = GeoBox.from_bbox((490000, 5260000, 510000, 5280000), "EPSG:32632", resolution=250)
+    out = reproject_to_grid(arr, _grid(dst, 32), resampling="nearest").values
+    gx, gy = np.meshgrid(dst.coords["x"].values, dst.coords["y"].values)
+    lon, lat = Transformer.from_crs(32632, 4326, always_xy=True).transform(gx, gy)
+    col, row = ~src.affine * (lon, lat)
+    expected = classes[np.floor(row).astype(int), np.floor(col).astype(int)].astype("float32")
+    expected[expected == 0] = np.nan
+    clear = np.minimum(np.abs(col - np.round(col)), np.abs(row - np.round(row))) > 1e-3
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out[clear], expected[clear])
+
+
 def test_unknown_engine_is_refused() -> None:
     src = GeoBox.from_bbox((0, 0, 1, 1), "EPSG:4326", shape=(10, 10))
     with pytest.raises(GridError, match="unknown engine"):
