@@ -186,6 +186,12 @@ def write_cube(
     repo = open_repository(store, create=True)
     session = repo.writable_session(BRANCH)
     ds = _strip_encoding(ds)
+    if _distributed_client() is not None:
+        # on a dask cluster the workers write their chunks (Icechunk forks and merges their sessions)
+        from icechunk.xarray import to_icechunk
+
+        to_icechunk(ds, session, group=name, mode="w", encoding=_encoding(ds, encoding))
+        return session.commit(message or f"write cube {name}")
     # metadata and in-memory variables now; dask variables slab by slab below (nothing is committed
     # until every slab is written)
     ds.to_zarr(
@@ -204,6 +210,18 @@ def write_cube(
         for region in _slabs(var.data.chunks, var.dtype.itemsize):
             arr[region] = np.asarray(var.data[region].compute())
     return session.commit(message or f"write cube {name}")
+
+
+def _distributed_client() -> Any:
+    """The active dask.distributed client, if any (then writes run on its workers)."""
+    try:
+        from distributed import get_client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    try:
+        return get_client()
+    except ValueError:
+        return None
 
 
 #: bytes of one slab :func:`write_cube` computes and hands to zarr at once

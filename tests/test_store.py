@@ -181,3 +181,21 @@ def test_cube_attrs_survive_round_trip_as_json(tmp_path: Path) -> None:
     assert json.loads(out.attrs["geotwin_config"]) == {"test": True}
     assert out["x"].attrs["units"] == "degrees_east" and out["y"].attrs["units"] == "degrees_north"
     xr.testing.assert_allclose(out["a"].load(), ds["a"])
+
+
+def test_write_on_a_distributed_cluster_round_trips(tmp_path: Path) -> None:
+    """With a dask.distributed client the workers write the chunks; the committed cube is the same."""
+    distributed = pytest.importorskip("distributed")
+    ds = linear_cube(
+        times=pd.date_range("2020-01-01", periods=4, freq="1h"), chunks={"time": 1, "y": 2, "x": 5}
+    )
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        with distributed.Client(cluster):
+            write_cube(tmp_path / "s", "c", ds)
+            append_cube(tmp_path / "s", "c", ds.assign_coords(time=ds.time + np.timedelta64(4, "h")))
+    out = open_cube(tmp_path / "s", "c")
+    assert out.sizes["time"] == 8
+    assert_same_values(ds, out.isel(time=slice(0, 4)))
+    np.testing.assert_array_equal(out["a"].values[4:], ds["a"].values)
