@@ -27,3 +27,17 @@ def shared_file(shared_data: Path, relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent from shared/data")
     return path
+
+
+@pytest.fixture(scope="module")
+def jax_x64():
+    """float64 JAX for a module's physics checks (the twins' default is float32).
+
+    Compiled float32 variants from other modules must not be reused under x64, hence the cache clears.
+    """
+    import jax
+
+    jax.clear_caches()
+    with jax.enable_x64(True):
+        yield
+    jax.clear_caches()

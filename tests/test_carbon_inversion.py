@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -17,14 +16,7 @@ from twins.carbon.inversion import (
     solve_state_space_streamed,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def x64():
-    # compiled float32 variants (e.g. from the runner tests) must not be reused under x64
-    jax.clear_caches()
-    with jax.enable_x64(True):
-        yield
-    jax.clear_caches()
+pytestmark = pytest.mark.usefixtures("jax_x64")
 
 
 def _problem(m=40, k=2, ny=6, nx=7, p=3, seed=1, length=500.0):

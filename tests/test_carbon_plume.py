@@ -11,15 +11,7 @@ import pytest
 from twins.carbon import briggs_sigmas, gaussian_plume
 from twins.carbon.plume import briggs_plume_rise, stability_class, stability_index
 
-
-@pytest.fixture(autouse=True, scope="module")
-def x64():
-    """Physics checks run in float64 (the twin's default is float32)."""
-    # compiled float32 variants (e.g. from the runner tests) must not be reused under x64
-    jax.clear_caches()
-    with jax.enable_x64(True):
-        yield
-    jax.clear_caches()
+pytestmark = pytest.mark.usefixtures("jax_x64")
 
 
 def numpy_plume_rural_d(Q, u, x, y, z, H):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pytest
 
@@ -10,14 +9,7 @@ from twins.carbon import gaussian_plume
 from twins.carbon.plume import briggs_plume_rise
 from twins.carbon.transport import PPM_PER_KG_M3, area_footprint, concentration_map, point_footprint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def x64():
-    # compiled float32 variants (e.g. from the runner tests) must not be reused under x64
-    jax.clear_caches()
-    with jax.enable_x64(True):
-        yield
-    jax.clear_caches()
+pytestmark = pytest.mark.usefixtures("jax_x64")
 
 
 def _grid(ny=20, nx=24, dx=200.0):
