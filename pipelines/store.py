@@ -35,6 +35,8 @@ TIME_ENCODING = {
 }
 LEAD_TIME_ENCODING = {"units": "seconds", "dtype": "int64"}
 BUILD_ATTR = "geotwin_build"
+#: chunk edge (cells along y and x) for cubes written from in-memory NumPy data
+IN_MEMORY_TILE = 512
 BRANCH = "main"
 
 
@@ -153,6 +155,11 @@ def _encoding(
             entry.update(LEAD_TIME_ENCODING)
         elif var.ndim > 0 and var.dtype.kind in "fiub":
             entry["compressors"] = default_compressors()
+            if name in ds.data_vars and var.chunks is None and var.dims[-2:] == ("y", "x"):
+                # in-memory (NumPy) data: tiles of up to 512 x 512, one step along the other dims
+                entry["chunks"] = tuple(
+                    min(IN_MEMORY_TILE, n) if d in ("y", "x") else 1 for d, n in var.sizes.items()
+                )
         enc[str(name)] = entry
     for name, entry in (extra or {}).items():
         enc.setdefault(name, {}).update(entry)

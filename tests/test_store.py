@@ -199,3 +199,15 @@ def test_write_on_a_distributed_cluster_round_trips(tmp_path: Path) -> None:
     assert out.sizes["time"] == 8
     assert_same_values(ds, out.isel(time=slice(0, 4)))
     np.testing.assert_array_equal(out["a"].values[4:], ds["a"].values)
+
+
+def test_in_memory_cubes_are_tiled(tmp_path: Path) -> None:
+    """A NumPy-backed cube is stored in tiles of at most 512 x 512 cells and one time step."""
+    ds = linear_cube(
+        gbox=geobox("EPSG:3413", (0.0, 0.0, 700 * 1000.0, 600 * 1000.0), 1000.0),
+        times=pd.date_range("2020-01-01", periods=2, freq="1h"),
+    ).load()
+    write_cube(tmp_path / "s", "c", ds)
+    out = open_cube(tmp_path / "s", "c")
+    assert out["a"].encoding["chunks"] == (1, 512, 512)
+    assert_same_values(ds, out)
