@@ -304,6 +304,27 @@ def area_fraction(
     return _tiled(geobox, chunks, shared, _in_tile(_area_tile), dtype, "area-fraction")
 
 
+def weighted_area(
+    polygons: Any, weights: Any, geobox: Any, chunks: tuple[int, int] | None = None, dtype: str = "float32"
+) -> da.Array:
+    """Sum over polygons of ``weight x`` the fraction of each cell they cover (exact areas).
+
+    With building levels as weights this is the floor-area ratio (floor area per ground area). Polygons
+    of equal weight are merged where they overlap (counted once, as in :func:`area_fraction`);
+    overlapping polygons of different weights both count.
+    """
+    polys, w = _as_array(polygons), np.asarray(weights, dtype=float)
+    if w.shape != polys.shape or not np.all(np.isfinite(w)):
+        raise RasterizeError("weights must be finite and one per polygon")
+    total = da.zeros(tuple(geobox.shape), chunks=grid_tiles(geobox, chunks), dtype=dtype)
+    for value in np.unique(w):  # a few distinct values (e.g. levels): one exact area raster each
+        if value != 0:
+            total = total + np.asarray(value, dtype=dtype) * area_fraction(
+                polys[w == value], geobox, chunks, dtype
+            )
+    return total
+
+
 def length_density(
     lines: Any, geobox: Any, chunks: tuple[int, int] | None = None, dtype: str = "float32"
 ) -> da.Array:

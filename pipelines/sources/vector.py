@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import SourceConfig, VariableSpec
     from ..grid import RegionGrid
 
-OPTIONS = {"layer", "lon", "lat", "crs", "osm_tags"}
+OPTIONS = {"layer", "lon", "lat", "crs", "osm_tags", "fillna"}
 UNITS = {"area_fraction": "1", "length_density": "m m-2", "count": "1", "distance": "m"}
 OSM_LAYERS = {
     "area_fraction": "multipolygons",
@@ -152,6 +152,16 @@ def _read_ogr(path: Path, layer: str | None) -> gpd.GeoDataFrame:
         ) as err:
             detail = str(err).replace(str(target), str(path))
             raise SourceError(f"{_describe(path, layer)}: cannot read as a vector file: {detail}") from None
+
+
+def _fillna(gdf: gpd.GeoDataFrame, fill: Any, what: str) -> gpd.GeoDataFrame:
+    """Fill missing attribute values (``options.fillna: {column: value}``, e.g. 1 building level)."""
+    if not isinstance(fill, dict):
+        raise SourceError(f"{what}: option 'fillna' must map column names to values, got {fill!r}")
+    missing = [c for c in fill if c not in gdf.columns]
+    if missing:
+        raise SourceError(f"{what}: option 'fillna' names unknown column(s) {missing}")
+    return gdf.fillna(value=fill)
 
 
 def lift_osm_tags(gdf: gpd.GeoDataFrame, tags: list[str], what: str = "OSM") -> gpd.GeoDataFrame:
@@ -330,6 +340,12 @@ def _units(name: str, spec: VariableSpec, method: str, what: str) -> str:
     return canonical
 
 
+def _check_attribute_present(gdf: gpd.GeoDataFrame, attribute: str, name: str, what: str) -> None:
+    if attribute not in gdf.columns:
+        columns = [c for c in gdf.columns if c != gdf.geometry.name]
+        raise SourceError(f"{what}: variable {name!r}: attribute {attribute!r} not found; columns: {columns}")
+
+
 def rasterize_variable(
     gdf: gpd.GeoDataFrame,
     grid: RegionGrid,
@@ -359,6 +375,17 @@ def rasterize_variable(
         raise SourceError(f"{what}: variable {name!r}: field 'method' is required ({sorted(LONG_NAMES)})")
     units = _units(name, spec, method, what)
     values = None
+    if method in ("sum", "area_fraction") and spec.attribute:
+        if method == "area_fraction":  # attribute-weighted cover, e.g. building levels -> floor-area ratio
+            _check_attribute_present(gdf, spec.attribute, name, what)
+            values = pd.to_numeric(gdf[spec.attribute], errors="coerce")
+            if values.isna().any():
+                raise SourceError(
+                    f"{what}: variable {name!r}: attribute {spec.attribute!r} is missing or not numeric for "
+                    f"{int(values.isna().sum())} of {len(values)} features; filter them with 'where' or set "
+                    f"options.fillna: {{{spec.attribute}: VALUE}}"
+                )
+            gdf = gdf.assign(_geotwin_value=values.to_numpy())
     if method == "sum":
         if not spec.attribute:
             raise SourceError(f"{what}: variable {name!r}: method 'sum' needs field 'attribute'")
@@ -385,7 +412,9 @@ def rasterize_variable(
     geoms = gdf.geometry.to_numpy()
     chunks = (grid.chunks.get("y", 512), grid.chunks.get("x", 512))
     try:
-        if method == "area_fraction":
+        if method == "area_fraction" and values is not None:
+            data = rasterize.weighted_area(geoms, gdf["_geotwin_value"].to_numpy(), grid.geobox, chunks)
+        elif method == "area_fraction":
             data = rasterize.area_fraction(geoms, grid.geobox, chunks)
         elif method == "length_density":
             data = rasterize.length_density(geoms, grid.geobox, chunks)
@@ -435,6 +464,8 @@ def load(source: SourceConfig, grid: RegionGrid) -> xr.Dataset:
             )
             if opts.get("osm_tags"):
                 cache[layer] = lift_osm_tags(cache[layer], opts["osm_tags"], f"source {source.name!r}")
+            if opts.get("fillna"):
+                cache[layer] = _fillna(cache[layer], opts["fillna"], f"source {source.name!r}")
         what = f"source {source.name!r} ({_describe(path, layer)})"
         gdf = _query(cache[layer], spec.where, what) if spec.where else cache[layer]
         out[name] = rasterize_variable(gdf, grid, name, spec, what, label=f"{source.name} features")
