@@ -203,11 +203,42 @@ def read_factories(
     return gdf
 
 
-def read_flares(path: str | Path) -> gpd.GeoDataFrame:
-    """Read gas flares (e.g. a gas field's wells with the reservoir twin's gas rates) as facilities.
+#: standard cubic metres per thousand standard cubic feet (Eclipse FIELD gas rates are Mscf/day)
+SM3_PER_MSCF = 28.316846592
+
+
+def reservoir_gas_rates(summary: str | Path, wells: list[str], deck_units: str = "METRIC") -> np.ndarray:
+    """Time-averaged gas rate (sm3/day) of ``wells`` from a reservoir twin ``summary.csv``.
+
+    Reads the Eclipse vectors ``TIME`` (days) and ``WGPR:<WELL>`` that ``geotwin run reservoir`` writes
+    (and OPM Flow's summary holds), in the deck's units (METRIC sm3/day, FIELD Mscf/day); each report
+    step's rate is weighted by its length.
+    """
+    path = Path(summary)
+    if not path.exists():
+        raise FacilityError(f"{path}: reservoir summary not found")
+    table = pd.read_csv(path)
+    missing = [f"WGPR:{w}" for w in wells if f"WGPR:{w}" not in table.columns]
+    if "TIME" not in table.columns or missing:
+        raise FacilityError(
+            f"{path}: expected columns TIME and {missing or 'WGPR:<WELL>'} (a reservoir summary)"
+        )
+    if deck_units not in ("METRIC", "FIELD"):
+        raise FacilityError(f"{path}: deck_units must be METRIC or FIELD, got {deck_units!r}")
+    steps = np.diff(np.concatenate([[0.0], table["TIME"].to_numpy(dtype=float)]))
+    rates = np.array([np.sum(table[f"WGPR:{w}"].to_numpy(dtype=float) * steps) / steps.sum() for w in wells])
+    return rates * (SM3_PER_MSCF if deck_units == "FIELD" else 1.0)
+
+
+def read_flares(
+    path: str | Path, reservoir_summary: str | Path | None = None, deck_units: str = "METRIC"
+) -> gpd.GeoDataFrame:
+    """Read gas flares (e.g. a gas field's wells) as facilities.
 
     CSV columns: ``name``, ``latitude``, ``longitude``, ``gas_rate_sm3_per_day`` and optional
-    ``flare_efficiency`` (default 0.98) and stack parameters. Returns :data:`COLUMNS` (``fuel`` gas,
+    ``flare_efficiency`` (default 0.98) and stack parameters. With ``reservoir_summary`` (the reservoir
+    twin's ``summary.csv``) the rates come from it instead: ``name`` is the well, its rate the
+    time-averaged ``WGPR:<name>`` (:func:`reservoir_gas_rates`). Returns :data:`COLUMNS` (``fuel`` gas,
     sector ``stationary_energy``, GPC fugitive emissions from oil and gas systems; ``co2_t_per_year``
     left empty for the inventory to compute) plus ``gas_rate_sm3_per_day`` and ``flare_efficiency``.
     """
@@ -215,6 +246,11 @@ def read_flares(path: str | Path) -> gpd.GeoDataFrame:
     if not path.exists():
         raise FacilityError(f"{path}: flare table not found")
     df = pd.read_csv(path)
+    if reservoir_summary is not None:
+        _check_columns(df, ("name", "latitude", "longitude"), path)
+        df["gas_rate_sm3_per_day"] = reservoir_gas_rates(
+            reservoir_summary, df["name"].astype(str).tolist(), deck_units
+        )
     _check_columns(df, ("name", "latitude", "longitude", "gas_rate_sm3_per_day"), path)
     rate = pd.to_numeric(df["gas_rate_sm3_per_day"], errors="coerce")
     eff = pd.to_numeric(df.get("flare_efficiency", pd.Series(0.98, index=df.index)), errors="coerce").fillna(

@@ -63,6 +63,8 @@ class CarbonConfig(_Model):
     proxies: dict[str, str]
     facilities: str | None = None
     flares: str | None = None
+    flares_reservoir_summary: str | None = None  # the reservoir twin's summary.csv: rates from WGPR:<well>
+    flares_deck_units: Literal["METRIC", "FIELD"] = "METRIC"
     prior_uncertainty: dict[str, float] = Field(default_factory=dict)
     correlation_length_m: float = Field(1000.0, gt=0)
     release_height_m: float = Field(10.0, ge=0)
@@ -119,7 +121,10 @@ def _facilities(cfg: CarbonConfig, base: Path, g: dict[str, Any]):
         if cfg.facilities is not None:
             tables.append(read_facilities(_path(base, cfg.facilities)))
         if cfg.flares is not None:
-            flares = read_flares(_path(base, cfg.flares))
+            summary = (
+                None if cfg.flares_reservoir_summary is None else _path(base, cfg.flares_reservoir_summary)
+            )
+            flares = read_flares(_path(base, cfg.flares), summary, cfg.flares_deck_units)
             co2, _ = inventory.flaring_emissions(flares["gas_rate_sm3_per_day"], flares["flare_efficiency"])
             flares["co2_t_per_year"] = co2
             tables.append(
