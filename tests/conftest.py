@@ -41,3 +41,12 @@ def jax_x64():
     with jax.enable_x64(True):
         yield
     jax.clear_caches()
+
+
+@pytest.fixture
+def reservoir_x64():
+    """float64 for one reservoir test, set process-wide and restored (see twins.reservoir.run.x64_scope)."""
+    from twins.reservoir.run import x64_scope
+
+    with x64_scope():
+        yield

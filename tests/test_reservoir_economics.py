@@ -9,14 +9,7 @@ import pytest
 
 jax = pytest.importorskip("jax")
 
-
-@pytest.fixture(autouse=True)
-def _x64():
-    """Reservoir physics in float64 for each test only (other twins keep their float32 default)."""
-    from twins.reservoir.run import x64_scope
-
-    with x64_scope():
-        yield
+pytestmark = pytest.mark.usefixtures("reservoir_x64")
 
 
 import jax.numpy as jnp  # noqa: E402
