@@ -585,7 +585,7 @@ def test_readme_arctic_example(shared_data) -> None:
     import yaml
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("<!-- SECTION:readers_gridded -->", 1)[1].split("<!-- SECTION:", 1)[0]
+    section = readme.split("## Climate and ocean grids", 1)[1].split("\n## ", 1)[0]
     cfg = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
     cfg["sources"][0]["path"] = str(shared_file(shared_data, ARCTIC20))
     region = RegionConfig.model_validate(cfg)
