@@ -7,6 +7,8 @@ config and the same input files resumes after the last committed step; changed i
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -23,7 +25,7 @@ from .config import RegionConfig, SourceConfig, load_region
 from .cube import grid_coords, provenance_attrs, sha256_file
 from .grid import RegionGrid, region_grid
 from .sources import SourceError, load_source
-from .store import CubeBuild, open_cube
+from .store import CubeBuild
 
 ProgressFactory = Callable[[str], Any]
 
@@ -52,7 +54,10 @@ def build_id(config: RegionConfig, checksums: dict[str, list[dict[str, str]]]) -
 
 
 def _check_not_empty(ds: xr.Dataset, source: SourceConfig) -> None:
-    """Refuse variables that are entirely NaN on the region (source outside it, or all no-data)."""
+    """Refuse variables that are entirely NaN on the region (source outside it, or all no-data).
+
+    Called by :meth:`pipelines.store.CubeBuild.write_step` on the written, uncommitted step.
+    """
     names = [v for v in ds.data_vars if ds[v].dtype.kind == "f"]
     if not names:
         return
@@ -130,11 +135,10 @@ def build_region(
         ds = load_source(src, grid)
         _check_on_grid(ds, grid, src)
         ds = _chunked(ds, grid)
-        _check_not_empty(ds, src)
         ds.attrs = {}
-        context = progress(f"{name}: {src.name}") if progress else _null_context()
+        context = progress(f"{name}: {src.name}") if progress else contextlib.nullcontext()
         with context:
-            builder.write_step(src.name, ds)
+            builder.write_step(src.name, ds, check=functools.partial(_check_not_empty, source=src))
         if delay:
             time.sleep(delay)
     sources = [entry for src in cfg.sources for entry in checksums[src.name]]
@@ -143,16 +147,3 @@ def build_region(
     attrs.update({k: v for k, v in cfg.attrs.items()})
     builder.finish(attrs)
     return name
-
-
-class _null_context:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def build_and_open(config: str | os.PathLike[str], store: str | os.PathLike[str]) -> xr.Dataset:
-    """Convenience for notebooks: build a region and open the resulting cube."""
-    return open_cube(store, build_region(config, store))

@@ -227,9 +227,9 @@ def run_carbon(
     """Run the city carbon-footprint twin (prior, transport, inversion)."""
     from twins.carbon.run import run_config
 
-    from .demo import _jsonable
+    from .demo import to_jsonable
 
-    typer.echo(json.dumps(_jsonable(run_config(config, store=store, out=out)), indent=2, default=str))
+    typer.echo(json.dumps(to_jsonable(run_config(config, store=store, out=out)), indent=2, default=str))
 
 
 if __name__ == "__main__":  # pragma: no cover

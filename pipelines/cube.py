@@ -10,6 +10,7 @@ global attributes carry provenance (package version, sources with sha256, config
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -38,11 +39,22 @@ def package_version() -> str:
         return "0+unknown"
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file (streamed)."""
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file (streamed).
+
+    Remembered per file identity (resolved path, inode, size, modification time), so a build that
+    names its inputs' checksums up front and readers that record them again hash each file once.
+    """
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    return _sha256_of(str(resolved), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sha256_of(path: str, inode: int, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
+        while block := fh.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
 

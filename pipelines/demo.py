@@ -40,7 +40,7 @@ def demo_configs() -> list[Path]:
     return paths
 
 
-def _jsonable(result: Any) -> Any:
+def to_jsonable(result: Any) -> Any:
     """Twin summaries as plain JSON-able objects (tables become lists of records)."""
     if hasattr(result, "to_dict") and hasattr(result, "columns"):
         return result.to_dict(orient="records")
@@ -78,7 +78,7 @@ def run_demo(
             echo(f"running the {twin} twin ({config})")
             module = import_module(module_name)
             result = module.run_config(CATALOGS / config, store=store, out=out_root / twin)
-            summary[twin] = _jsonable(result)
+            summary[twin] = to_jsonable(result)
     summary["cubes"] = list_cubes(store)
     try:
         from .catalog import write_catalog

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -365,9 +365,19 @@ class CubeBuild:
         group.attrs.update(new_attrs)
 
     def write_step(
-        self, step: str, ds: xr.Dataset, *, encoding: Mapping[str, Mapping[str, Any]] | None = None
+        self,
+        step: str,
+        ds: xr.Dataset,
+        *,
+        encoding: Mapping[str, Mapping[str, Any]] | None = None,
+        check: Callable[[xr.Dataset], None] | None = None,
     ) -> None:
-        """Write the variables of ``ds`` as step ``step`` in one commit (no-op if already done)."""
+        """Write the variables of ``ds`` as step ``step`` in one commit (no-op if already done).
+
+        ``check`` is called on the written (not yet committed) variables, read back from the session:
+        if it raises, nothing is committed. Checking what was written avoids computing a lazy source
+        twice (once to check, once to write).
+        """
         from icechunk.xarray import to_icechunk
 
         if self.done(step):
@@ -380,6 +390,9 @@ class CubeBuild:
             enc = {k: v for k, v in enc.items() if k in ds.data_vars}
             ds = ds.drop_vars([c for c in ds.coords if c in ds.dims], errors="ignore")
         to_icechunk(ds, session, group=self.name, mode="w" if first else "a", encoding=enc)
+        if check is not None:
+            written = xr.open_zarr(session.store, group=self.name, consolidated=False, chunks={})
+            check(written[list(ds.data_vars)])
         self.steps_done.append(step)
         self._set_info(session, complete=False)
         session.commit(f"build {self.name}: step {step}")
