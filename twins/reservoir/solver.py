@@ -102,6 +102,8 @@ class Simulator:
         :class:`Options`.
     """
 
+    k: int = 2  # unknowns per cell (subclasses with more set this before ``__init__``)
+
     def __init__(
         self,
         n_cells: int,
@@ -128,24 +130,25 @@ class Simulator:
     def _pattern(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         import scipy.sparse as sp
 
-        n, nw = self.n, self.nw
+        n, nw, k = self.n, self.nw, self.k
+        offsets = [m * n for m in range(k)]
         cell_pairs = [np.arange(n), np.arange(n)], [self.conn_a, self.conn_b], [self.conn_b, self.conn_a]
         r_list, c_list = [], []
         for r, c in cell_pairs:
-            for dr in (0, n):
-                for dc in (0, n):
+            for dr in offsets:
+                for dc in offsets:
                     r_list.append(np.asarray(r) + dr)
                     c_list.append(np.asarray(c) + dc)
-        wcol = 2 * n + self.perf_well
-        for dr in (0, n):
+        wcol = k * n + self.perf_well
+        for dr in offsets:
             r_list.append(self.perf_cell + dr)
             c_list.append(wcol)
-        for dc in (0, n):
+        for dc in offsets:
             r_list.append(wcol)
             c_list.append(self.perf_cell + dc)
-        r_list.append(2 * n + np.arange(nw))
-        c_list.append(2 * n + np.arange(nw))
-        size = 2 * n + nw
+        r_list.append(k * n + np.arange(nw))
+        c_list.append(k * n + np.arange(nw))
+        size = k * n + nw
         mat = sp.coo_matrix(
             (np.ones(sum(len(r) for r in r_list)), (np.concatenate(r_list), np.concatenate(c_list))),
             shape=(size, size),
