@@ -2,8 +2,9 @@
 
 :func:`build` turns :class:`pipelines.sources.reservoir.DeckData` into a :class:`.solver.Simulator`,
 its :class:`.solver.Model`, the initial :class:`.solver.State`, the per-report-step well controls and
-the report-step lengths. Unsupported physics (three-phase black oil, unknown phase sets, rate modes
-that do not exist in the model) raise :class:`DeckError` naming the deck and the feature.
+the report-step lengths; three-phase live-oil decks (OIL, WATER, GAS, DISGAS) go to
+:func:`.blackoil_deck.build_blackoil`. Unsupported physics (unknown phase sets, rate modes that do not
+exist in the model) raise :class:`DeckError` naming the deck and the feature.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Case:
     controls: wells.WellControls
     dts: jnp.ndarray
     well_names: list[str]
-    hydrocarbon: str  # "OIL" or "GAS"
+    hydrocarbon: str  # "OIL", "GAS" or "BLACKOIL" (three-phase live oil)
     units: str
     cell_index: np.ndarray  # (layer, y, x) -> active index (-1 inactive)
     deck: DeckData
@@ -151,22 +152,14 @@ def _equilibrate(
     return p, sw
 
 
-def build(deck: DeckData, options: Options | None = None) -> Case:
-    """Build a runnable :class:`Case` from a read deck."""
+def grid_and_wells(deck: DeckData) -> dict[str, Any]:
+    """Active cells, TPFA connections, pore volumes, depths and well completions of a read deck (SI).
+
+    Returns a dict with ``static`` (full-grid arrays), ``idx`` (active index), ``act``, ``conn``,
+    ``pv``, ``depth``, ``cells`` (active cell of each completion), ``perf_well``, ``well_names``,
+    ``wi`` (well indices, 0 for shut completions) and ``ref_depth`` (per well).
+    """
     name = str(deck.path)
-    phases = set(deck.phases)
-    if "DISGAS" in phases or phases == {"OIL", "WATER", "GAS"}:
-        raise DeckError(
-            f"{name}: three-phase black oil (phases {sorted(phases)}) is not supported yet; the simulator models "
-            "oil-water and gas-water decks"
-        )
-    if phases == {"OIL", "WATER"}:
-        hydrocarbon = "OIL"
-    elif phases == {"GAS", "WATER"}:
-        hydrocarbon = "GAS"
-    else:
-        raise DeckError(f"{name}: phase set {sorted(phases)} is not supported (OIL+WATER or GAS+WATER)")
-    fluid, tabulated = _fluid(deck, hydrocarbon)
     cube = deck.cube
     static = {
         k: np.asarray(cube[k].values, float)
@@ -201,14 +194,43 @@ def build(deck: DeckData, options: Options | None = None) -> Case:
     for k, w in enumerate(well_names):
         r = wt[wt["well"] == w]["ref_depth"].iloc[0]
         ref.append(r if r is not None and np.isfinite(r) else depth[cells[perf_well == k]].min())
+    return {
+        "static": static, "idx": idx, "act": act, "conn": conn, "pv": pv, "depth": depth, "cells": cells,
+        "perf_well": perf_well, "well_names": well_names, "wi": wi, "ref_depth": np.array(ref, float),
+    }  # fmt: skip
+
+
+def build(deck: DeckData, options: Options | None = None) -> Case:
+    """Build a runnable :class:`Case` from a read deck."""
+    name = str(deck.path)
+    phases = set(deck.phases)
+    if "DISGAS" in phases or phases == {"OIL", "WATER", "GAS"}:
+        if phases != {"OIL", "WATER", "GAS", "DISGAS"}:
+            raise DeckError(
+                f"{name}: phase set {sorted(phases)} is not supported: three-phase decks need live oil "
+                "(OIL, WATER, GAS and DISGAS); dead-oil three-phase and two-phase live-oil decks are not modelled"
+            )
+        from .blackoil_deck import build_blackoil
+
+        return build_blackoil(deck, options)
+    if phases == {"OIL", "WATER"}:
+        hydrocarbon = "OIL"
+    elif phases == {"GAS", "WATER"}:
+        hydrocarbon = "GAS"
+    else:
+        raise DeckError(f"{name}: phase set {sorted(phases)} is not supported (OIL+WATER or GAS+WATER)")
+    fluid, tabulated = _fluid(deck, hydrocarbon)
+    grid = grid_and_wells(deck)
+    static, idx, act, conn, pv, depth = (grid[k] for k in ("static", "idx", "act", "conn", "pv", "depth"))
+    cells, perf_well, well_names = grid["cells"], grid["perf_well"], grid["well_names"]
     model = Model(
         jnp.asarray(pv),
         jnp.asarray(depth),
         conn,
         cells,
         perf_well,
-        jnp.asarray(wi),
-        jnp.asarray(np.array(ref, float)),
+        jnp.asarray(grid["wi"]),
+        jnp.asarray(grid["ref_depth"]),
         fluid,
     )
     # initial state

@@ -27,6 +27,10 @@ WELL_VECTORS = ("WBHP", "WOPR", "WWPR", "WGPR", "WWIR")
 
 def summary_table(case: Case, rep: Report) -> pd.DataFrame:
     """Summary vectors (deck units) per report step."""
+    if case.hydrocarbon == "BLACKOIL":
+        from .blackoil_deck import summary_blackoil
+
+        return summary_blackoil(case, rep)  # type: ignore[arg-type]
     u = UNITS[case.units]
     is_inj = np.asarray(case.controls.is_inj) > 0  # (steps, wells)
     qw = np.asarray(rep.qw)
