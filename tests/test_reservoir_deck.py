@@ -105,11 +105,15 @@ def test_non_physical_tables(tmp_path: Path) -> None:
         build(read_deck_full(bad))
 
 
-def test_three_phase_refused_with_reason(shared_data: Path) -> None:
+def test_three_phase_refused_with_reason(shared_data: Path, tmp_path: Path) -> None:
+    """Three phases without DISGAS (dead oil + gas) are not modelled: the error says so."""
     from twins.reservoir.adapter import DeckError, build
 
+    text = shared_file(shared_data, "reservoir/spe1/SPE1CASE1.DATA").read_text()
+    deck = tmp_path / "DEAD_OIL_3PHASE.DATA"
+    deck.write_text(text.replace("\nDISGAS\n", "\n", 1))
     with pytest.raises(DeckError, match="three-phase"):
-        build(read_deck_full(shared_file(shared_data, "reservoir/spe1/SPE1CASE1.DATA")))
+        build(read_deck_full(deck))
 
 
 def test_corner_point_spe10_model1(shared_data: Path) -> None:

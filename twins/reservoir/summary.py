@@ -88,7 +88,7 @@ def state_cube(case: Case, rep: Report) -> xr.Dataset:
     time = case.deck.schedule.dates[1:].values
     punit = "bar" if case.units == "METRIC" else "psi"
     sw = grid(np.asarray(rep.sw))
-    hc = "oil" if case.hydrocarbon == "OIL" else "gas"
+    hc = "oil" if case.hydrocarbon in ("OIL", "BLACKOIL") else "gas"
     dims = ("time", "layer", "y", "x")
     coords = {"time": time, "layer": cube.layer.values}
     data = {
@@ -98,6 +98,15 @@ def state_cube(case: Case, rep: Report) -> xr.Dataset:
         ("soil" if hc == "oil" else "sgas"): xr.DataArray(1 - sw, dims=dims, coords=coords,
                                                           attrs={"units": "1", "long_name": f"{hc} saturation"}),
     }  # fmt: skip
+    if case.hydrocarbon == "BLACKOIL":  # three phases: S_o = 1 - S_w - S_g, and dissolved gas
+        sg = grid(np.asarray(rep.sg))
+        rs_unit = {"METRIC": (1.0, "sm3/sm3"), "FIELD": (u["gas"] / u["liquid"], "Mscf/stb")}[case.units]
+        extra = {
+            "soil": (1 - sw - sg, "1", "oil saturation"), "sgas": (sg, "1", "gas saturation"),
+            "rs": (grid(np.asarray(rep.rs)) / rs_unit[0], rs_unit[1], "dissolved gas-oil ratio"),
+        }  # fmt: skip
+        for key, (arr, unit, long_name) in extra.items():
+            data[key] = xr.DataArray(arr, dims=dims, coords=coords, attrs={"units": unit, "long_name": long_name})
     ds = xr.Dataset(data).assign_coords({k: cube[k] for k in ("x", "y", "spatial_ref")})
     for v in ds.data_vars.values():
         v.attrs["grid_mapping"] = "spatial_ref"
