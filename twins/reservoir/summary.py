@@ -106,7 +106,9 @@ def state_cube(case: Case, rep: Report) -> xr.Dataset:
             "rs": (grid(np.asarray(rep.rs)) / rs_unit[0], rs_unit[1], "dissolved gas-oil ratio"),
         }  # fmt: skip
         for key, (arr, unit, long_name) in extra.items():
-            data[key] = xr.DataArray(arr, dims=dims, coords=coords, attrs={"units": unit, "long_name": long_name})
+            data[key] = xr.DataArray(
+                arr, dims=dims, coords=coords, attrs={"units": unit, "long_name": long_name}
+            )
     ds = xr.Dataset(data).assign_coords({k: cube[k] for k in ("x", "y", "spatial_ref")})
     for v in ds.data_vars.values():
         v.attrs["grid_mapping"] = "spatial_ref"
