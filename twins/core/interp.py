@@ -103,6 +103,65 @@ def bilinear(field: Array, gx: Array, gy: Array) -> Array:
     return top + fy * (bottom - top)
 
 
+def corner_stencil(field: Array) -> Array:
+    """The four corners of every cell, ``(..., ny, nx)`` -> ``(..., ny, nx, 4)``.
+
+    Entry ``[..., j, i, :]`` holds ``field[j, i], field[j, i+1], field[j+1, i], field[j+1, i+1]``
+    (indices clamped at the last row/column), so :func:`bilinear_stencil` reads a cell with one
+    gather of four contiguous values instead of four scattered ones: with a complex field (two
+    real channels as ``u + i v``) that is 32 contiguous bytes per point, about 10x faster on CPU
+    than four gathers per channel. It costs 4x the memory of the field.
+    """
+    ny, nx = field.shape[-2:]
+    right = jnp.concatenate([field[..., 1:], field[..., -1:]], axis=-1) if nx > 1 else field
+    down = jnp.concatenate([field[..., 1:, :], field[..., -1:, :]], axis=-2) if ny > 1 else field
+    down_right = jnp.concatenate([down[..., 1:], down[..., -1:]], axis=-1) if nx > 1 else down
+    return jnp.stack([field, right, down, down_right], axis=-1)
+
+
+def bilinear_stencil(stencil: Array, gx: Array, gy: Array) -> Array:
+    """Bilinear interpolation from a :func:`corner_stencil` ``(ny, nx, 4)`` at fractional indices.
+
+    Same values as :func:`bilinear` on the original field (indices clamped to the grid).
+    """
+    ny, nx = stencil.shape[:2]
+    gx = jnp.clip(gx, 0.0, nx - 1.0)
+    gy = jnp.clip(gy, 0.0, ny - 1.0)
+    ix = jnp.clip(jnp.floor(gx).astype(jnp.int32), 0, max(nx - 2, 0))
+    iy = jnp.clip(jnp.floor(gy).astype(jnp.int32), 0, max(ny - 2, 0))
+    fx = gx - ix
+    fy = gy - iy
+    q = stencil.reshape(ny * nx, 4).at[iy * nx + ix].get(mode="promise_in_bounds")
+    top = q[:, 0] + fx * (q[:, 1] - q[:, 0])
+    bottom = q[:, 2] + fx * (q[:, 3] - q[:, 2])
+    return top + fy * (bottom - top)
+
+
+def packed_stencil(field: Array) -> Array:
+    """Channels ``(nv, ny, nx)`` packed in complex pairs and cut into corner stencils.
+
+    Channel ``2k`` becomes the real and ``2k+1`` the imaginary part of pair ``k`` (a zero channel pads
+    an odd count); returns ``(ceil(nv/2), ny, nx, 4)`` for :func:`sample_packed`.
+    """
+    if field.shape[0] % 2:
+        field = jnp.concatenate([field, jnp.zeros_like(field[:1])])
+    return corner_stencil(field[0::2] + 1j * field[1::2])
+
+
+def sample_packed(stencils: Array, grid: GridSpec, x: Array, y: Array) -> tuple[list[Array], Array]:
+    """Bilinear values of the channels of a :func:`packed_stencil` at ``(x, y)``.
+
+    Returns ``([channel 0, channel 1, ...] each (n,), inside (n,))`` (with the padding channel of an
+    odd count at the end). One contiguous gather per channel pair and point.
+    """
+    gx, gy = fractional_index(grid, x, y)
+    out: list[Array] = []
+    for k in range(stencils.shape[0]):
+        pair = bilinear_stencil(stencils[k], gx, gy)
+        out += [jnp.real(pair), jnp.imag(pair)]
+    return out, inside(gx, gy, stencils.shape[2], stencils.shape[1])
+
+
 def sample_snapshot(field: Array, grid: GridSpec, x: Array, y: Array) -> tuple[Array, Array]:
     """Sample one time slice ``field`` ``(nv, ny, nx)`` at ``(x, y)``: ``(values (nv, n), inside (n,))``."""
     gx, gy = fractional_index(grid, x, y)

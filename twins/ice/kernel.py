@@ -10,7 +10,16 @@ accounts for the meridian convergence and the map scale factor of any CRS.
 Time stepping:
 
 - steady models (``passive``; ``sea_ice`` with ``dynamics="steady"``): the velocity is a function of
-  position and time, integrated with RK4 (or Euler/RK2 for comparison) from :mod:`twins.core.integrate`;
+  position and time, integrated with RK4 (or Euler/RK2 for comparison) from :mod:`twins.core.integrate`.
+  With ``velocity_field="grid"`` (the default) the velocity is evaluated once per forcing time on the
+  forcing grid (:func:`velocity_forcing`: the free-drift solve, wind drift and map Jacobian applied
+  cell by cell) and the particles interpolate that field, bilinearly in space and linearly in time,
+  exactly as they would interpolate the forcing; ``"particles"`` evaluates the physics at every
+  particle and RK stage from the interpolated forcing. Both are consistent: for passive drift on a
+  projected grid they are identical, and the nonlinear free drift differs only by the interpolation
+  error of a smooth function (second order in the grid spacing). The grid form does
+  ``nt x ny x nx`` physics evaluations instead of ``4 x particles x steps`` and gathers 2 channels per
+  RK stage instead of 8-10;
 - inertial models (``iceberg``; ``sea_ice`` with ``dynamics="inertial"``): the velocity is part of the
   state and advanced with the exponential integrator of :func:`twins.ice.physics.exp_update` as a
   predictor-corrector (forcing sampled at the start and at the predicted end of the step).
@@ -30,7 +39,18 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from twins.core import STAGE_FRACTIONS, GridSpec, field_at_time, make_step, sample_snapshot
+from twins.core import (
+    STAGE_FRACTIONS,
+    GridSpec,
+    bilinear_stencil,
+    corner_stencil,
+    field_at_time,
+    fractional_index,
+    inside,
+    make_step,
+    packed_stencil,
+    sample_packed,
+)
 
 from .physics import (
     Config,
@@ -67,15 +87,73 @@ class Particles(NamedTuple):
     t: Array
 
 
-def sample_env(
-    snapshot: Array, grid: GridSpec, channels: tuple[str, ...], x: Array, y: Array
-) -> tuple[dict, Array]:
-    """Forcing snapshot ``(nv, ny, nx)`` at the particles as ``{channel: (n,)}`` and the inside flag.
+#: Channels that do not change in time (map geometry); their stencils are built once per run.
+STATIC_CHANNELS = ("jex", "jey", "jnx", "jny", "f", "metric")
 
-    Only the first ``len(channels)`` channels of the snapshot are gathered.
+
+class PackedForcing(NamedTuple):
+    """Forcing of the per-particle paths, split for fast sampling (see :func:`packed_forcing`).
+
+    ``dynamic`` ``(nt, nd, ny, nx)``: the time-varying stage channels; ``static``: the packed corner
+    stencil (:func:`twins.core.packed_stencil`) of the time-independent ones (map Jacobian, ``f``),
+    built once; ``wet`` ``(nt, ny, nx)``; ``times``; ``grid``.
     """
-    vals, ok = sample_snapshot(snapshot[: len(channels)], grid, x, y)
-    return {name: vals[i] for i, name in enumerate(channels)}, ok
+
+    dynamic: Array
+    static: Array
+    wet: Array
+    times: Array
+    grid: GridSpec
+
+
+def split_stage(stage: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(time-varying, static)`` channel names of the stage channels, each in stage order."""
+    return tuple(c for c in stage if c not in STATIC_CHANNELS), tuple(
+        c for c in stage if c in STATIC_CHANNELS
+    )
+
+
+def packed_forcing(channels: tuple[str, ...], stage: tuple[str, ...], forcing: Forcing) -> PackedForcing:
+    """Split ``forcing`` into the time-varying channels and a once-built stencil of the static ones."""
+    dynamic, static = split_stage(stage)
+    fields = forcing.fields
+    dyn = fields[:, [channels.index(c) for c in dynamic]]
+    if static:
+        st = packed_stencil(fields[0, [channels.index(c) for c in static]])
+    else:
+        st = jnp.zeros((0, *fields.shape[2:], 4), fields.dtype)
+    return PackedForcing(dyn, st, fields[:, channels.index("wet")], forcing.times, forcing.grid)
+
+
+def sample_env(
+    dynamic_stencil: Array, forcing: PackedForcing, stage: tuple[str, ...], x: Array, y: Array
+) -> dict[str, Array]:
+    """The stage channels at the particles as ``{channel: (n,)}``: the time-varying ones from
+    ``dynamic_stencil`` (:func:`twins.core.packed_stencil` of a time-interpolated snapshot of
+    ``forcing.dynamic``), the static ones from ``forcing.static``. One contiguous gather per channel
+    pair and particle, ~3x faster on CPU than one gather per channel and cell corner."""
+    dynamic, static = split_stage(stage)
+    vals, _ = sample_packed(dynamic_stencil, forcing.grid, x, y)
+    env = dict(zip(dynamic, vals, strict=False))
+    if static:
+        svals, _ = sample_packed(forcing.static, forcing.grid, x, y)
+        env.update(zip(static, svals, strict=False))
+    return env
+
+
+def dynamic_stencil(forcing: PackedForcing, t: Array) -> Array:
+    """Packed corner stencil of the time-varying channels interpolated to time ``t``."""
+    return packed_stencil(field_at_time(forcing.dynamic, forcing.times, t))
+
+
+def wet_and_inside(
+    wet: Array, times: Array, grid: GridSpec, t: Array, x: Array, y: Array
+) -> tuple[Array, Array]:
+    """Bilinear wet fraction of ``wet`` ``(nt, ny, nx)`` at time ``t`` and ``(x, y)``, and the inside flag."""
+    snapshot = field_at_time(wet, times, t)
+    gx, gy = fractional_index(grid, x, y)
+    ok = inside(gx, gy, snapshot.shape[1], snapshot.shape[0])
+    return bilinear_stencil(corner_stencil(snapshot), gx, gy), ok
 
 
 def stage_channels(channels: tuple[str, ...], model: str) -> tuple[str, ...]:
@@ -89,11 +167,6 @@ def stage_channels(channels: tuple[str, ...], model: str) -> tuple[str, ...]:
     return channels[:k]
 
 
-def snapshots(forcing: Forcing, t: Array, dt: float, fractions: tuple[float, ...]) -> dict[float, Array]:
-    """Forcing interpolated to ``t + c dt`` for each static stage fraction ``c`` (once per step)."""
-    return {c: field_at_time(forcing.fields, forcing.times, t + c * dt) for c in fractions}
-
-
 def grid_rate(env: Mapping[str, Array], u: Array) -> tuple[Array, Array]:
     """Grid-coordinate rates ``(dx/dt, dy/dt)`` of an east/north velocity ``u`` (complex)."""
     ue, vn = jnp.real(u), jnp.imag(u)
@@ -101,12 +174,13 @@ def grid_rate(env: Mapping[str, Array], u: Array) -> tuple[Array, Array]:
 
 
 def _finish(
-    state: Particles, xn: Array, yn: Array, un: Array, vn: Array, snap1: Array, grid: GridSpec, channels, dt
+    state: Particles, xn: Array, yn: Array, un: Array, vn: Array, wet_frac: Array, ok: Array, dt
 ) -> Particles:
+    """Accept the moves of active particles that end inside the grid and in water (``wet_frac >= 0.5``
+    at the new position); flag the others stranded/outside at their last valid position."""
     t1 = state.t + dt
-    wet_frac, ok = sample_snapshot(snap1[channels.index("wet") :][:1], grid, xn, yn)
     active = state.status == ACTIVE
-    wet = wet_frac[0] >= 0.5
+    wet = wet_frac >= 0.5
     moved = active & ok & wet
     status = jnp.where(active & ~ok, OUTSIDE, jnp.where(active & ok & ~wet, STRANDED, state.status))
     status = jnp.where((status == NOT_RELEASED) & (state.release <= t1 + 1e-3 * dt), ACTIVE, status)
@@ -122,26 +196,92 @@ def _finish(
     )
 
 
+class VelocityField(NamedTuple):
+    """A steady model's velocity on the forcing grid (see :func:`velocity_forcing`).
+
+    ``rates`` ``(nt, ny, nx)`` complex: the grid-coordinate rate ``dx/dt + i dy/dt`` (CRS units per
+    second, map Jacobian applied); ``wet`` ``(nt, ny, nx)``: the wet mask; ``times`` ``(nt,)`` s;
+    ``grid``. The steps cut each time-interpolated snapshot into corner stencils
+    (:func:`twins.core.corner_stencil`), so memory stays that of two forcing channels.
+    """
+
+    rates: Array
+    wet: Array
+    times: Array
+    grid: GridSpec
+
+
+def is_inertial(cfg: Config) -> bool:
+    """Whether the model carries its velocity in the state (icebergs, inertial sea ice)."""
+    return cfg.model == "iceberg" or (cfg.model == "sea_ice" and cfg.dynamics == "inertial")
+
+
+def velocity_forcing(
+    cfg: Config, channels: tuple[str, ...], forcing: Forcing, params: IceParams
+) -> VelocityField:
+    """Evaluate the steady velocity of ``cfg`` on the forcing grid at every forcing time."""
+    stage = stage_channels(channels, cfg.model)
+    wet = channels.index("wet")
+
+    def one(snapshot: Array) -> Array:
+        env = {name: snapshot[i] for i, name in enumerate(stage)}
+        rx, ry = grid_rate(env, steady_velocity(env, params, cfg))
+        return rx + 1j * ry
+
+    rates = jax.vmap(one)(forcing.fields)
+    return VelocityField(rates, forcing.fields[:, wet], forcing.times, forcing.grid)
+
+
 def make_stepper(cfg: Config, channels: tuple[str, ...], dt: float) -> Any:
-    """Return the pure ``step(state, forcing, params, props) -> state`` for ``cfg``."""
-    inertial = cfg.model == "iceberg" or (cfg.model == "sea_ice" and cfg.dynamics == "inertial")
+    """Return the pure ``step(state, forcing, params, props) -> state`` for ``cfg``.
+
+    For steady models with ``cfg.velocity_field == "grid"`` the step expects the
+    :class:`VelocityField` of :func:`velocity_forcing` as its forcing, otherwise the
+    :class:`PackedForcing` of :func:`packed_forcing` (:func:`run` converts a :class:`Forcing`).
+    """
+    inertial = is_inertial(cfg)
     stage = stage_channels(channels, cfg.model)
 
-    if not inertial:
+    if not inertial and cfg.velocity_field == "grid":
         fractions = tuple(sorted(set(STAGE_FRACTIONS.get(cfg.scheme, ())) | {1.0}))
 
         def step(
             state: Particles, forcing: Forcing, params: IceParams, props: Mapping[str, Array]
         ) -> Particles:
-            snaps = snapshots(forcing, state.t, dt, fractions)
+            grid = forcing.grid
+            snaps = {
+                c: corner_stencil(field_at_time(forcing.rates, forcing.times, state.t + c * dt))
+                for c in fractions
+            }
 
             def vel(pos, t, c):
-                env, _ = sample_env(snaps[c], forcing.grid, stage, pos[0], pos[1])
+                gx, gy = fractional_index(grid, pos[0], pos[1])
+                rate = bilinear_stencil(snaps[c], gx, gy)
+                return jnp.real(rate), jnp.imag(rate)
+
+            xn, yn = make_step(vel, cfg.scheme)((state.x, state.y), state.t, dt)
+            wet, ok = wet_and_inside(forcing.wet, forcing.times, grid, state.t + dt, xn, yn)
+            zero = jnp.zeros_like(xn)
+            return _finish(state, xn, yn, zero, zero, wet, ok, dt)
+
+        return step
+
+    if not inertial:
+        fractions = tuple(sorted(set(STAGE_FRACTIONS.get(cfg.scheme, ())) | {1.0}))
+
+        def step(
+            state: Particles, forcing: PackedForcing, params: IceParams, props: Mapping[str, Array]
+        ) -> Particles:
+            stencils = {c: dynamic_stencil(forcing, state.t + c * dt) for c in fractions}
+
+            def vel(pos, t, c):
+                env = sample_env(stencils[c], forcing, stage, pos[0], pos[1])
                 return grid_rate(env, steady_velocity(env, params, cfg))
 
             xn, yn = make_step(vel, cfg.scheme)((state.x, state.y), state.t, dt)
+            wet, ok = wet_and_inside(forcing.wet, forcing.times, forcing.grid, state.t + dt, xn, yn)
             zero = jnp.zeros_like(xn)
-            return _finish(state, xn, yn, zero, zero, snaps[1.0], forcing.grid, channels, dt)
+            return _finish(state, xn, yn, zero, zero, wet, ok, dt)
 
         return step
 
@@ -166,10 +306,11 @@ def make_stepper(cfg: Config, channels: tuple[str, ...], dt: float) -> Any:
             v = jnp.where(lock, vi, 0.5 * v + 0.5 * s / jnp.where(jnp.abs(k) > 0, k, 1.0))
         return v
 
-    def step(state: Particles, forcing: Forcing, params: IceParams, props: Mapping[str, Array]) -> Particles:
+    def step(
+        state: Particles, forcing: PackedForcing, params: IceParams, props: Mapping[str, Array]
+    ) -> Particles:
         u0 = as_complex(state.u, state.v)
-        snaps = snapshots(forcing, state.t, dt, (0.0, 1.0))
-        env0, _ = sample_env(snaps[0.0], forcing.grid, stage, state.x, state.y)
+        env0 = sample_env(dynamic_stencil(forcing, state.t), forcing, stage, state.x, state.y)
         # just released (active, velocity exactly zero): start from the steady velocity
         fresh = (state.status == ACTIVE) & (state.u == 0) & (state.v == 0)
         u0 = jnp.where(fresh, steady_start(env0, params, props), u0)
@@ -178,7 +319,7 @@ def make_stepper(cfg: Config, channels: tuple[str, ...], dt: float) -> Any:
         u1 = jnp.where(lock0, vi0, u1)
         d1 = jnp.where(lock0, vi0 * dt, d1)
         rx, ry = grid_rate(env0, d1)
-        env1, _ = sample_env(snaps[1.0], forcing.grid, stage, state.x + rx, state.y + ry)
+        env1 = sample_env(dynamic_stencil(forcing, state.t + dt), forcing, stage, state.x + rx, state.y + ry)
         k1, s1, m1, lock1, vi1 = system(env1, u1, params, props)
         u2, d2 = exp_update(u0, 0.5 * (k0 + k1), 0.5 * (s0 + s1), 0.5 * (m0 + m1), dt)
         lock = lock0 & lock1
@@ -189,7 +330,8 @@ def make_stepper(cfg: Config, channels: tuple[str, ...], dt: float) -> Any:
         jx1, jy1 = grid_rate(env1, d2)
         xn = state.x + 0.5 * (jx0 + jx1)
         yn = state.y + 0.5 * (jy0 + jy1)
-        return _finish(state, xn, yn, jnp.real(u2), jnp.imag(u2), snaps[1.0], forcing.grid, channels, dt)
+        wet, ok = wet_and_inside(forcing.wet, forcing.times, forcing.grid, state.t + dt, xn, yn)
+        return _finish(state, xn, yn, jnp.real(u2), jnp.imag(u2), wet, ok, dt)
 
     return step
 
@@ -215,6 +357,10 @@ def run(
     if every < 1 or n_steps % every:
         raise ValueError(f"record interval {every} steps must be >= 1 and divide n_steps={n_steps}")
     step = make_stepper(cfg, channels, dt)
+    if not is_inertial(cfg) and cfg.velocity_field == "grid":
+        forcing = velocity_forcing(cfg, channels, forcing, params)
+    else:
+        forcing = packed_forcing(channels, stage_channels(channels, cfg.model), forcing)
 
     def inner(s: Particles, _: Any) -> tuple[Particles, None]:
         return step(s, forcing, params, props), None

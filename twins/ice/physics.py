@@ -66,6 +66,7 @@ from jax import Array
 ICE_VELOCITY_MODES = ("free_drift", "forcing", "wind_factor")
 DYNAMICS = ("steady", "inertial")
 TILT_MODES = ("none", "geostrophic", "ssh")
+VELOCITY_FIELDS = ("grid", "particles")
 G = 9.81
 
 
@@ -103,6 +104,7 @@ class Config(NamedTuple):
     dynamics: str = "steady"
     tilt: str = "none"
     scheme: str = "rk4"
+    velocity_field: str = "grid"
 
 
 def as_complex(u: Array, v: Array) -> Array:

@@ -8,6 +8,9 @@
   (``"free_drift"``, ``"forcing"`` = the cube's ``siu``/``siv`` as OpenDrift's SeaIceDrift does,
   ``"wind_factor"``), ``dynamics`` (``"steady"`` free drift per evaluation, or ``"inertial"``),
   ``tilt`` (``"none"``, ``"geostrophic"``, ``"ssh"``; default ``"ssh"`` when the cube has ``zos``),
+  ``velocity_field`` (steady models: ``"grid"``, the default, evaluates the velocity once per forcing
+  time on the forcing grid and interpolates it; ``"particles"`` evaluates it at every particle and RK
+  stage; see :mod:`twins.ice.kernel`),
   ``wind`` (``"auto"``; ``"none"`` runs a wind-driven model on a cube without ``u10``/``v10`` with the
   wind taken as zero, which is recorded in the result attrs), ``start_time``;
 - output: ``output_every`` (default 1): record the particles every this many steps (it must divide
@@ -35,11 +38,20 @@ from twins.core import GridSpec, to_seconds
 
 from . import kernel
 from .adapter import ForcingError, forcing_arrays, particles_from_seeds
-from .physics import DYNAMICS, ICE_VELOCITY_MODES, TILT_MODES, Config, IceParams
+from .physics import DYNAMICS, ICE_VELOCITY_MODES, TILT_MODES, VELOCITY_FIELDS, Config, IceParams
 
 MODELS = ("passive", "sea_ice", "iceberg")
 STATUS_FLAGS = {"flag_values": [0, 1, 2, 3], "flag_meanings": "active stranded outside not_released"}
-CONFIG_KEYS = {"scheme", "ice_velocity", "dynamics", "tilt", "wind", "start_time", "output_every"}
+CONFIG_KEYS = {
+    "scheme",
+    "ice_velocity",
+    "dynamics",
+    "tilt",
+    "wind",
+    "start_time",
+    "output_every",
+    "velocity_field",
+}
 ENSEMBLE_KEYS = {"seed", "perturb_drag", "perturb_wind", "perturb_position_m", "perturb_release_s"}
 
 
@@ -60,8 +72,14 @@ def _split_params(
         dynamics=params.get("dynamics", "steady"),
         tilt=params.get("tilt", "ssh" if "zos" in forcing else "none"),
         scheme=params.get("scheme", "rk4"),
+        velocity_field=params.get("velocity_field", "grid"),
     )
-    for key, allowed in (("ice_velocity", ICE_VELOCITY_MODES), ("dynamics", DYNAMICS), ("tilt", TILT_MODES)):
+    for key, allowed in (
+        ("ice_velocity", ICE_VELOCITY_MODES),
+        ("dynamics", DYNAMICS),
+        ("tilt", TILT_MODES),
+        ("velocity_field", VELOCITY_FIELDS),
+    ):
         if getattr(cfg, key) not in allowed:
             raise ValueError(f"simulate: params[{key!r}] must be one of {allowed}, got {getattr(cfg, key)!r}")
     if params.get("wind", "auto") not in ("auto", "none"):
@@ -199,6 +217,7 @@ def prepare(
         "ice_velocity": cfg.ice_velocity if model == "sea_ice" else "n/a",
         "dynamics": ("inertial" if inertial else "steady") if model != "passive" else "n/a",
         "tilt": cfg.tilt,
+        "velocity_field": "n/a" if inertial else cfg.velocity_field,
         "geotwin_wind": _wind_note(model, wind, channels),
         "time_step_s": dt_s,
         "members": int(members),
