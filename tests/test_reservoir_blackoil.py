@@ -255,8 +255,14 @@ def test_spe1_initial_state_is_hydrostatic(shared_data: Path, reservoir_x64) -> 
 
 
 @pytest.mark.slow
-def test_spe1_matches_opm_flow(shared_data: Path, tmp_path: Path) -> None:
-    """SPE1 through ``run_deck`` and OPM Flow: FOPR, FGOR, FGPR, FPR, WBHP (both wells) within 1 %."""
+@pytest.mark.parametrize(("stem", "tol"), [("SPE1CASE1", 0.01), ("SPE1CASE2", 0.02)])
+def test_spe1_matches_opm_flow(stem: str, tol: float, shared_data: Path, tmp_path: Path) -> None:
+    """SPE1 through ``run_deck`` and OPM Flow: FOPR, FGOR, FGPR, FPR, WBHP (both wells), every report step.
+
+    Measured max relative differences: case 1 (DRSDT 0) 0.74 % (WBHP:INJ at day 31), case 2 (gas
+    re-dissolves) 1.88 % (WBHP:INJ at day 31); OPM's own results move by up to 0.3 % / 2.0 % when its
+    Newton tolerances are tightened (README), so the bounds are 1 % and the issue's 2 %.
+    """
     pytest.importorskip("opm")
     if not shutil.which("flow"):
         pytest.skip("OPM Flow is not installed (apt-get install libopm-simulators-bin)")
@@ -265,15 +271,15 @@ def test_spe1_matches_opm_flow(shared_data: Path, tmp_path: Path) -> None:
 
     from twins.reservoir.run import run_deck
 
-    text = shared_file(shared_data, "reservoir/spe1/SPE1CASE1.DATA").read_text()
-    deck = tmp_path / "SPE1.DATA"  # same deck, with FPR and FGPR added to its SUMMARY section
+    text = shared_file(shared_data, f"reservoir/spe1/{stem}.DATA").read_text()
+    deck = tmp_path / f"{stem}.DATA"  # same deck, with FPR and FGPR added to its SUMMARY section
     deck.write_text(text.replace("\nSUMMARY\n", "\nSUMMARY\nFPR\nFGPR\n", 1))
     subprocess.run(["flow", str(deck), f"--output-dir={tmp_path / 'opm'}"], check=True, capture_output=True)
     ours = pd.read_csv(run_deck(deck, tmp_path / "ours"))
-    ref = ESmry(str(tmp_path / "opm" / "SPE1.SMSPEC"))
+    ref = ESmry(str(tmp_path / "opm" / f"{stem}.SMSPEC"))
     assert np.asarray(ref["TIME", True]) == pytest.approx(ours["TIME"].to_numpy())
     ours["FGOR"] = ours["FGPR"] / ours["FOPR"]
     for key in ("FOPR", "FGOR", "FGPR", "FPR", "WBHP:PROD", "WBHP:INJ"):
         r = np.asarray(ref[key, True], float)
         rel = np.max(np.abs(ours[key].to_numpy() - r) / np.abs(r))
-        assert rel < 0.01, f"{key}: max relative difference {rel:.4f}"
+        assert rel < tol, f"{key}: max relative difference {rel:.4f}"
