@@ -102,7 +102,7 @@ def run_deck(deck: str | Path, out_dir: str | Path, store: str | Path | None = N
     Parameters
     ----------
     deck
-        Eclipse ``.DATA`` deck (oil-water or gas-water).
+        Eclipse ``.DATA`` deck (oil-water, gas-water or three-phase live oil).
     out_dir
         Output folder (created).
     store
@@ -169,6 +169,10 @@ def run_config(
     out_dir = Path(out) if out is not None else cfg_path.parent / f"{cfg.name}_out"
     summary_path, case, rep = _run_and_write(deck, out_dir, store=store)
     result: dict[str, Any] = {"summary": str(summary_path)}
+    if cfg.economics and case.hydrocarbon == "BLACKOIL":
+        raise ValueError(
+            f"{cfg_path}: economics are computed for two-phase decks only; {deck.name} is three-phase"
+        )
     if cfg.economics:
         from . import economics
 
