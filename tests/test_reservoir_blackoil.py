@@ -254,6 +254,18 @@ def test_spe1_initial_state_is_hydrostatic(shared_data: Path, reservoir_x64) -> 
     assert np.asarray(x0.p)[:100] / PSI == pytest.approx(np.full(100, 4800 - 65 * grad), abs=0.05)
 
 
+def test_unmodelled_black_oil_keyword_is_named(shared_data: Path, tmp_path: Path) -> None:
+    """STONE1 would switch OPM to Stone's kro: refused rather than silently run with the default model."""
+    from pipelines.sources.reservoir import read_deck_full
+    from twins.reservoir.adapter import DeckError, build
+
+    text = shared_file(shared_data, "reservoir/spe1/SPE1CASE1.DATA").read_text()
+    deck = tmp_path / "STONE.DATA"
+    deck.write_text(text.replace("\nPROPS\n", "\nPROPS\nSTONE1\n", 1))
+    with pytest.raises(DeckError, match="STONE1"):
+        build(read_deck_full(deck))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("stem", "tol"), [("SPE1CASE1", 0.01), ("SPE1CASE2", 0.02)])
 def test_spe1_matches_opm_flow(stem: str, tol: float, shared_data: Path, tmp_path: Path) -> None:

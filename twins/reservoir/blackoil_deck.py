@@ -28,6 +28,20 @@ from .solver import Model, Options
 if TYPE_CHECKING:  # pragma: no cover
     from .adapter import Case
 
+#: keywords of three-phase decks that change the physics modelled here (Stone kro, bubble point vs
+#: depth, Rs limits other than DRSDT, constant-Rs oil): refused by name
+UNSUPPORTED_BLACK_OIL = {
+    "STONE",
+    "STONE1",
+    "STONE2",
+    "STONE1EX",
+    "PBVD",
+    "VAPPARS",
+    "RSCONST",
+    "RSCONSTT",
+    "PVCO",
+}
+
 
 def _opm_deck(path: Any) -> Any:
     from opm.io.parser import Parser
@@ -40,6 +54,8 @@ def _extra(deck: DeckData) -> dict[str, Any]:
     from .adapter import DeckError
 
     raw = _opm_deck(deck.path)
+    for key in sorted(UNSUPPORTED_BLACK_OIL & {kw.name for kw in raw}):
+        raise DeckError(f"{deck.path}: keyword {key} changes the black-oil physics and is not modelled")
     if "PVTO" not in raw:
         raise DeckError(f"{deck.path}: PVTO (live-oil PVT) is required for a DISGAS deck")
     if len(raw["PVTO"]) == 0:
