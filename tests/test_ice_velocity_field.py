@@ -118,3 +118,14 @@ def test_unknown_velocity_field_is_a_clear_error():
             dt="1h",
             params={"velocity_field": "x"},
         )
+
+
+def test_auto_picks_the_path_with_fewer_physics_evaluations():
+    """1 forcing time x 20 x 20 cells = 400 grid evaluations against 4 stages x particles x 2 steps."""
+    g = grid(ST80, -100_000, -100_000, 20, 20, 10_000)
+    cube = forcing_cube(g, uo=0.1, vo=0.0, u10=5.0, v10=0.0, sea_ice_concentration=1.0)
+    few = pd.DataFrame({"x": [0.0] * 10, "y": [0.0] * 10})  # 80 particle evaluations < 400
+    many = pd.DataFrame({"x": [0.0] * 60, "y": [0.0] * 60})  # 480 >= 400
+    for seeds, want in ((few, "particles"), (many, "grid")):
+        out = simulate(cube, seeds, model="sea_ice", duration="2h", dt="1h")
+        assert out.attrs["velocity_field"] == want

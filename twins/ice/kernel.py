@@ -11,15 +11,16 @@ Time stepping:
 
 - steady models (``passive``; ``sea_ice`` with ``dynamics="steady"``): the velocity is a function of
   position and time, integrated with RK4 (or Euler/RK2 for comparison) from :mod:`twins.core.integrate`.
-  With ``velocity_field="grid"`` (the default) the velocity is evaluated once per forcing time on the
-  forcing grid (:func:`velocity_forcing`: the free-drift solve, wind drift and map Jacobian applied
-  cell by cell) and the particles interpolate that field, bilinearly in space and linearly in time,
-  exactly as they would interpolate the forcing; ``"particles"`` evaluates the physics at every
-  particle and RK stage from the interpolated forcing. Both are consistent: for passive drift on a
-  projected grid they are identical, and the nonlinear free drift differs only by the interpolation
-  error of a smooth function (second order in the grid spacing). The grid form does
-  ``nt x ny x nx`` physics evaluations instead of ``4 x particles x steps`` and gathers 2 channels per
-  RK stage instead of 8-10;
+  With ``velocity_field="grid"`` the velocity is evaluated once per forcing time on the forcing
+  grid (:func:`velocity_forcing`: free-drift solve, wind drift and map Jacobian cell by cell) and the
+  particles interpolate that field, bilinearly in space and linearly in time, exactly as they would
+  interpolate the forcing; with ``"particles"`` the forcing is interpolated to each particle and RK
+  stage and the physics evaluated there. The two differ only by the interpolation error of a
+  smooth function (second order in the grid spacing; identical for uniform fields). The grid form
+  costs ``nt x ny x nx`` physics evaluations per run (and that much memory, complex, per ensemble
+  member) instead of ``4 x particles x steps``, and gathers one complex corner stencil per RK stage
+  instead of 8-10 channels; :func:`twins.ice.simulate.simulate` picks whichever does fewer
+  evaluations (``velocity_field="auto"``);
 - inertial models (``iceberg``; ``sea_ice`` with ``dynamics="inertial"``): the velocity is part of the
   state and advanced with the exponential integrator of :func:`twins.ice.physics.exp_update` as a
   predictor-corrector (forcing sampled at the start and at the predicted end of the step).

@@ -8,9 +8,10 @@
   (``"free_drift"``, ``"forcing"`` = the cube's ``siu``/``siv`` as OpenDrift's SeaIceDrift does,
   ``"wind_factor"``), ``dynamics`` (``"steady"`` free drift per evaluation, or ``"inertial"``),
   ``tilt`` (``"none"``, ``"geostrophic"``, ``"ssh"``; default ``"ssh"`` when the cube has ``zos``),
-  ``velocity_field`` (steady models: ``"grid"``, the default, evaluates the velocity once per forcing
-  time on the forcing grid and interpolates it; ``"particles"`` evaluates it at every particle and RK
-  stage; see :mod:`twins.ice.kernel`),
+  ``velocity_field`` (steady models: ``"grid"`` evaluates the velocity on the forcing grid at every
+  forcing time and interpolates it, ``"particles"`` evaluates it at every particle and RK stage,
+  see :mod:`twins.ice.kernel`; default ``"auto"``: whichever does fewer evaluations,
+  :func:`auto_velocity_field`),
   ``wind`` (``"auto"``; ``"none"`` runs a wind-driven model on a cube without ``u10``/``v10`` with the
   wind taken as zero, which is recorded in the result attrs), ``start_time``;
 - output: ``output_every`` (default 1): record the particles every this many steps (it must divide
@@ -72,13 +73,13 @@ def _split_params(
         dynamics=params.get("dynamics", "steady"),
         tilt=params.get("tilt", "ssh" if "zos" in forcing else "none"),
         scheme=params.get("scheme", "rk4"),
-        velocity_field=params.get("velocity_field", "grid"),
+        velocity_field=params.get("velocity_field", "auto"),
     )
     for key, allowed in (
         ("ice_velocity", ICE_VELOCITY_MODES),
         ("dynamics", DYNAMICS),
         ("tilt", TILT_MODES),
-        ("velocity_field", VELOCITY_FIELDS),
+        ("velocity_field", ("auto", *VELOCITY_FIELDS)),
     ):
         if getattr(cfg, key) not in allowed:
             raise ValueError(f"simulate: params[{key!r}] must be one of {allowed}, got {getattr(cfg, key)!r}")
@@ -174,6 +175,9 @@ def prepare(
                 f"forcing cube: covers {meta.times[0]}..{meta.times[-1]}, the run needs {start}..{end}"
             )
     init, props = particles_from_seeds(seeds, meta, meta.t0, model=model)
+    if cfg.velocity_field == "auto":
+        field = auto_velocity_field(cfg, len(init["x"]), n_steps, arrays["fields"].shape)
+        cfg = cfg._replace(velocity_field=field)
     rng = np.random.default_rng(int(extra.get("seed", 0)))
     dtype = _float_dtype(arrays)
     n = len(init["x"])
@@ -227,6 +231,15 @@ def prepare(
     }
     attrs["output_every_steps"] = every
     return Prepared((cfg, channels, n_steps, dt_s, every), (fj, pj, state, props_j), meta, start, attrs)
+
+
+def auto_velocity_field(cfg: Config, n_particles: int, n_steps: int, forcing_shape: tuple[int, ...]) -> str:
+    """``"grid"`` when evaluating the velocity on the grid at every forcing time (``nt x ny x nx``
+    evaluations) costs no more than evaluating it at every particle and RK stage, else
+    ``"particles"``. A static choice by shape; ``forcing_shape`` is ``(nt, nv, ny, nx)``."""
+    stages = {"euler": 1, "rk2": 2, "rk4": 4}.get(cfg.scheme, 4)
+    nt, _, ny, nx = forcing_shape
+    return "grid" if nt * ny * nx <= stages * n_particles * n_steps else "particles"
 
 
 def _output_every(value: Any, n_steps: int) -> int:
