@@ -101,14 +101,14 @@ def write_netcdf(path: Path) -> None:
 
 
 def forcing_cube() -> xr.Dataset:
-    """The same forcing as a geotwin cube (EPSG:4326, north-up)."""
-    from affine import Affine
-    from odc.geo.geobox import GeoBox
+    """The same forcing as a geotwin cube (EPSG:4326, north-up cell centres, ``spatial_ref``).
 
-    from pipelines.cube import make_cube
+    Built with xarray and pyproj alone (no GDAL stack), so ``--kernels-only`` runs on a bare GPU
+    machine; :func:`pipelines.cube.verify_cube` accepts it (checked in tests/test_benchmarks.py).
+    """
+    from pyproj import CRS
 
     f = _fields()
-    gbox = GeoBox((NY, NX), Affine(DLON, 0.0, LON0, 0.0, -DLAT, LAT0 + NY * DLAT), "EPSG:4326")
     times = T0 + np.arange(STEPS + 1) * np.timedelta64(3600, "s")
     names = {
         "uo": "uo",
@@ -125,12 +125,24 @@ def forcing_cube() -> xr.Dataset:
         name: xr.DataArray(
             f[k][:, ::-1, :].astype("float32"),  # north-up rows
             dims=("time", "y", "x"),
-            coords={"time": times},
-            attrs={"units": units.get(k, "m s-1"), "long_name": name},
+            attrs={"units": units.get(k, "m s-1"), "long_name": name, "grid_mapping": "spatial_ref"},
         )
         for k, name in names.items()
     }
-    return make_cube(data, gbox)
+    crs = CRS.from_epsg(4326)
+    coords = {
+        "time": ("time", times, {"standard_name": "time", "axis": "T"}),
+        "y": ("y", f["lat"][::-1], {"units": "degrees_north", "standard_name": "latitude", "axis": "Y"}),
+        "x": ("x", f["lon"], {"units": "degrees_east", "standard_name": "longitude", "axis": "X"}),
+        "spatial_ref": ((), np.int32(0), {"crs_wkt": crs.to_wkt(), "spatial_ref": crs.to_wkt()}),
+    }
+    attrs = {
+        "Conventions": "CF-1.10",
+        "geotwin_version": "benchmark",
+        "geotwin_sources": "[]",
+        "geotwin_config": json.dumps({"benchmark": "ice_drift", "fields": "analytic"}),
+    }
+    return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
 def seeds(n: int, seed: int = 0) -> pd.DataFrame:
@@ -312,6 +324,11 @@ def main(argv: list[str] | None = None) -> dict:
         help="ensemble members x 10,000 particles (default 100; quick 10)",
     )
     ap.add_argument("--no-peers", action="store_true", help="geotwin only")
+    ap.add_argument(
+        "--kernels-only",
+        action="store_true",
+        help="geotwin kernels only: no peers and no simulate() cube output (needs only jax, xarray, pyproj)",
+    )
     args = ap.parse_args(argv)
     import jax
 
@@ -347,19 +364,21 @@ def main(argv: list[str] | None = None) -> dict:
         f"geotwin ensemble {members} x 10,000: {ens['psteps_per_s'] / 1e6:.2f} M particle-steps/s ({ens['seconds']:.2f} s, one vmapped call, final state only); peak RSS so far {_rss_mb():.0f} MB",
         flush=True,
     )
-    t = time.perf_counter()
-    from twins.ice import simulate
+    e2e = None
+    if not args.kernels_only:
+        t = time.perf_counter()
+        from twins.ice import simulate
 
-    simulate(cube, seeds(10_000), model="sea_ice", duration=STEPS * 3600, dt=3600)
-    e2e = time.perf_counter() - t
+        simulate(cube, seeds(10_000), model="sea_ice", duration=STEPS * 3600, dt=3600)
+        e2e = round(time.perf_counter() - t, 2)
+        print(
+            f"geotwin simulate() end to end, 10,000 particles incl. cube output: {e2e:.2f} s; peak RSS so far {_rss_mb():.0f} MB",
+            flush=True,
+        )
     peak = _rss_mb()
-    print(
-        f"geotwin simulate() end to end, 10,000 particles incl. cube output: {e2e:.2f} s; peak RSS so far {peak:.0f} MB",
-        flush=True,
-    )
 
     peers: dict[str, dict] = {}
-    if not args.no_peers:
+    if not (args.no_peers or args.kernels_only):
         with tempfile.TemporaryDirectory() as tmp:
             nc = Path(tmp) / "forcing.nc"
             write_netcdf(nc)
@@ -410,7 +429,7 @@ def main(argv: list[str] | None = None) -> dict:
         "peak_rss_mb_before_ensemble": round(rss_kernels, 1),
         "first_call_s": {k: round(v["first_call_s"], 1) for k, v in res.items()},
         "ensemble": {"members": members, "particles": 10_000, "psteps_per_s": round(ens["psteps_per_s"])},
-        "simulate_end_to_end_10k_s": round(e2e, 2),
+        "simulate_end_to_end_10k_s": e2e,
         "peers": {k: {kk: vv for kk, vv in v.items() if kk not in ("lon", "lat")} for k, v in peers.items()},
         "agreement": agree,
         "quick": bool(args.quick),
