@@ -11,7 +11,9 @@ and Parcels) and turned into a geotwin cube (read by the twin). Every run does 4
   run's memory is then O(particles)); then one ensemble (members x 10,000 particles, final state only)
   in one vmapped call;
 - peers, each in a fresh process: OpenDrift OceanDrift (RK4 + 2 % wind drift), Parcels AdvectionRK4
-  and OpenDrift OpenBerg (roll-over, random walk and wind-derived wave radiation off), timed around
+  and OpenDrift OpenBerg (roll-over, random walk and wind-derived wave radiation off), and
+  OpenDrift SeaIceDrift (Euler, ice velocity from the file) against geotwin ``sea_ice`` with
+  ``ice_velocity="forcing"``, ``scheme="euler"`` (key ``forcing_velocity_vs_seaicedrift``), timed around
   ``run``/``execute`` only (reader and particle-set setup excluded), on fewer particles (their cost is linear in N, but small
   runs carry their fixed per-step overhead: the ratios are only fair at a few thousand particles or
   more, so ``--quick`` still uses 5,000);
@@ -185,6 +187,11 @@ def _opendrift(model_name: str, nc: str, n: int) -> dict:
         o = OceanDrift(loglevel=50)
         o.set_config("drift:advection_scheme", "runge-kutta4")
         kw = {"wind_drift_factor": 0.02}
+    elif model_name == "seaicedrift":
+        from opendrift.models.seaicedrift import SeaIceDrift
+
+        o = SeaIceDrift(loglevel=50)
+        kw = {}
     else:
         from opendrift.models.openberg import OpenBerg
 
@@ -252,6 +259,7 @@ def _parcels(nc: str, n: int) -> dict:
 _PEERS = {
     "oceandrift": lambda nc, n: _opendrift("oceandrift", nc, n),
     "openberg": lambda nc, n: _opendrift("openberg", nc, n),
+    "seaicedrift": lambda nc, n: _opendrift("seaicedrift", nc, n),
     "parcels": _parcels,
 }
 
@@ -341,10 +349,17 @@ def main(argv: list[str] | None = None) -> dict:
     cube = forcing_cube()
     table = seeds(args.particles)
     res = {}
-    for model, params in (("sea_ice", None), ("passive", {"wind_drift_factor": 0.02}), ("iceberg", None)):
-        res[model] = time_geotwin(cube, table, model, params=params)
+    runs = (
+        ("sea_ice", "sea_ice", None),
+        ("passive", "passive", {"wind_drift_factor": 0.02}),
+        ("iceberg", "iceberg", None),
+        ("sea_ice_forcing", "sea_ice", {"ice_velocity": "forcing", "scheme": "euler"}),
+    )
+    for label, model, params in runs:
+        res[label] = time_geotwin(cube, table, model, params=params)
+        r = res[label]
         print(
-            f"geotwin {model:8s}: {res[model]['psteps_per_s'] / 1e6:8.2f} M particle-steps/s ({res[model]['seconds']:.2f} s; first call {res[model]['first_call_s']:.1f} s)",
+            f"geotwin {label:15s}: {r['psteps_per_s'] / 1e6:8.2f} M particle-steps/s ({r['seconds']:.2f} s; first call {r['first_call_s']:.1f} s)",
             flush=True,
         )
     fin = time_geotwin(cube, table, "sea_ice", params={"output_every": "final"})
@@ -382,7 +397,12 @@ def main(argv: list[str] | None = None) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             nc = Path(tmp) / "forcing.nc"
             write_netcdf(nc)
-            for kind, n in (("oceandrift", peer_n), ("parcels", peer_n), ("openberg", max(peer_n // 4, 200))):
+            for kind, n in (
+                ("oceandrift", peer_n),
+                ("parcels", peer_n),
+                ("openberg", max(peer_n // 4, 200)),
+                ("seaicedrift", peer_n),
+            ):
                 peers[kind] = run_peer(kind, nc, n)
                 msg = (
                     peers[kind].get("error")
@@ -418,6 +438,7 @@ def main(argv: list[str] | None = None) -> dict:
         "vs_oceandrift": ratio(res["sea_ice"]["psteps_per_s"], "oceandrift"),
         "vs_parcels": ratio(res["sea_ice"]["psteps_per_s"], "parcels"),
         "iceberg_vs_openberg": ratio(res["iceberg"]["psteps_per_s"], "openberg"),
+        "forcing_velocity_vs_seaicedrift": ratio(res["sea_ice_forcing"]["psteps_per_s"], "seaicedrift"),
         "n_particles": args.particles,
         "peak_rss_mb": round(peak, 1),
         "device": device,
