@@ -107,12 +107,12 @@ class BlackOilSimulator(Simulator):
 
     def split(self, fluid: bp.BOFluid, p: jnp.ndarray, x3: jnp.ndarray, cap: jnp.ndarray):
         """``(S_g, R_s)`` from the switching variable."""
-        rs_eff = jnp.minimum(bp.rs_sat(fluid, p), cap)
+        rs_eff = jnp.maximum(jnp.minimum(bp.rs_sat(fluid, p), cap), 1e-12)  # table extrapolated below 0
         return jnp.maximum(x3, 0.0), rs_eff * (1.0 + jnp.minimum(x3, 0.0))
 
     def to_x3(self, fluid: bp.BOFluid, x: BOState, cap: jnp.ndarray) -> jnp.ndarray:
         """Switching variable of a state against the cap of the coming step."""
-        rs_eff = jnp.minimum(bp.rs_sat(fluid, x.p), cap)
+        rs_eff = jnp.maximum(jnp.minimum(bp.rs_sat(fluid, x.p), cap), 1e-12)
         return jnp.where(x.sg > 0, x.sg, jnp.minimum(x.rs / rs_eff, 1.0) - 1.0)
 
     def _phase3(self, fluid: bp.BOFluid, p: jnp.ndarray, sw: jnp.ndarray, sg: jnp.ndarray, rs: jnp.ndarray):
