@@ -6,6 +6,7 @@ the expected numbers below are read off the table by hand.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -252,6 +253,25 @@ def test_spe1_initial_state_is_hydrostatic(shared_data: Path, reservoir_x64) -> 
     bo = 1 / (1 / 1.695 + (4790 - 4014.7) / 5000 * (1 / 1.579 - 1 / 1.695))
     grad = (53.66 * ft3_per_stb + 1270 * 0.0533) / (bo * ft3_per_stb) / 144  # psi/ft
     assert np.asarray(x0.p)[:100] / PSI == pytest.approx(np.full(100, 4800 - 65 * grad), abs=0.05)
+
+
+def test_explicit_initial_state_in_deck_units(shared_data: Path, tmp_path: Path, reservoir_x64) -> None:
+    """PRESSURE/SWAT/SGAS/RS instead of EQUIL: read in FIELD units, converted to SI (1 Mscf/stb = 178.1 sm3/sm3)."""
+    from pipelines.sources.reservoir import read_deck_full
+    from twins.reservoir.adapter import build
+
+    text = shared_file(shared_data, "reservoir/spe1/SPE1CASE1.DATA").read_text()
+    explicit = "\nPRESSURE\n300*4500 /\nSWAT\n300*0.12 /\nSGAS\n100*0.1 200*0 /\nRS\n100*0.93 200*1.2 /\n"
+    text = re.sub(r"\nRSVD\n[^/]*/", "\n", re.sub(r"\nEQUIL\n[^/]*/", explicit, text, count=1), count=1)
+    assert "EQUIL" not in text and "\nRSVD" not in text
+    deck = tmp_path / "EXPLICIT.DATA"
+    deck.write_text(text)
+    x0 = build(read_deck_full(deck)).x0
+    assert np.asarray(x0.p) / PSI == pytest.approx(np.full(300, 4500.0), rel=1e-12)
+    assert np.asarray(x0.sg) == pytest.approx(np.r_[np.full(100, 0.1), np.zeros(200)])
+    assert np.asarray(x0.rs) == pytest.approx(
+        np.r_[np.full(100, 0.93), np.full(200, 1.2)] * 178.10760667903525
+    )
 
 
 def test_unmodelled_black_oil_keyword_is_named(shared_data: Path, tmp_path: Path) -> None:
