@@ -311,14 +311,14 @@ def test_spe1_matches_opm_flow(
     from twins.reservoir.run import run_deck
 
     text = shared_file(shared_data, f"reservoir/spe1/{stem}.DATA").read_text()
-    deck = tmp_path / f"{stem}.DATA"  # same deck, with FPR and FGPR added to its SUMMARY section
-    deck.write_text(text.replace("\nSUMMARY\n", "\nSUMMARY\nFPR\nFGPR\n", 1))
+    deck = tmp_path / f"{stem}.DATA"  # same deck, with field vectors added to its SUMMARY section
+    deck.write_text(text.replace("\nSUMMARY\n", "\nSUMMARY\nFPR\nFGPR\nFOPT\nFGPT\nFGIR\n", 1))
     subprocess.run(["flow", str(deck), f"--output-dir={tmp_path / 'opm'}"], check=True, capture_output=True)
     ours = pd.read_csv(run_deck(deck, tmp_path / "ours"))
     ref = ESmry(str(tmp_path / "opm" / f"{stem}.SMSPEC"))
     assert np.asarray(ref["TIME", True]) == pytest.approx(ours["TIME"].to_numpy())
     ours["FGOR"] = ours["FGPR"] / ours["FOPR"]
-    for key in ("FOPR", "FGOR", "FGPR", "FPR", "WBHP:PROD", "WBHP:INJ"):
+    for key in ("FOPR", "FGOR", "FGPR", "FPR", "WBHP:PROD", "WBHP:INJ", "FOPT", "FGPT", "FGIR"):
         r = np.asarray(ref[key, True], float)
         rel = np.max(np.abs(ours[key].to_numpy() - r) / np.abs(r))
         assert rel < tol, f"{key}: max relative difference {rel:.4f}"
