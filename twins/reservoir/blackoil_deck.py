@@ -207,6 +207,22 @@ def _controls(deck: DeckData, names: list[str]) -> BOControls:
     return BOControls(*(jnp.asarray(arr[:, :, k]) for k in range(8)))
 
 
+_SIMULATORS: dict[tuple, BlackOilSimulator] = {}
+
+
+def _simulator(n: int, nw: int, conn: Any, cells: np.ndarray, perf_well: np.ndarray, drsdt: float | None,
+               options: Options | None) -> BlackOilSimulator:  # fmt: skip
+    """One simulator (and its compiled run) per model layout, DRSDT and options, reused across builds."""
+    import hashlib
+
+    arrays = (conn.a, conn.b, cells, perf_well)
+    digest = hashlib.sha1(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()
+    key = (n, nw, digest, drsdt, options or Options())
+    if key not in _SIMULATORS:
+        _SIMULATORS[key] = BlackOilSimulator(n, nw, conn, cells, perf_well, drsdt, options)
+    return _SIMULATORS[key]
+
+
 def build_blackoil(deck: DeckData, options: Options | None = None) -> Case:
     """A runnable :class:`.adapter.Case` (``hydrocarbon="BLACKOIL"``) for a three-phase live-oil deck."""
     from .adapter import Case, DeckError, grid_and_wells
@@ -236,8 +252,7 @@ def build_blackoil(deck: DeckData, options: Options | None = None) -> Case:
     x0 = BOState(*(jnp.asarray(a, float) for a in (p0, sw0, sg0, rs0, bhp0)))
     controls = _controls(deck, names)
     dts = jnp.asarray(np.diff(deck.schedule.times) * DAY)
-    drsdt = None if extra["drsdt"] is None else extra["drsdt"]
-    sim = BlackOilSimulator(len(p0), len(names), grid["conn"], cells, perf_well, drsdt, options)
+    sim = _simulator(len(p0), len(names), grid["conn"], cells, perf_well, extra["drsdt"], options)
     if len(dts):
         x0 = x0._replace(bhp=sim.initial_bhp3(model, x0, jax.tree_util.tree_map(lambda a: a[0], controls)))
     return Case(sim, model, x0, controls, dts, names, "BLACKOIL", deck.units, grid["idx"], deck)
