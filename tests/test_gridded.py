@@ -600,3 +600,18 @@ def test_readme_arctic_example(shared_data) -> None:
     assert 0.0 < np.nanmean(sic) < 1.0
     speed = np.hypot(cube["uo"].values, cube["vo"].values)
     assert np.nanmax(speed) < 2.0  # m/s: surface currents, not grid-index garbage
+
+
+def test_max_depth_keeps_z_levels_and_refuses_s_coordinates(shared_data) -> None:
+    """``level: {max_depth: m}`` keeps the z levels down to that depth as dim ``depth``; the values
+    are the file's own at each level; a terrain-following (ROMS s) axis is refused by name."""
+    arctic = shared_file(shared_data, "ocean_ice/Arctic20_1to5Feb_2016.nc")
+    ds = open_gridded(arctic, ["u"], level={"max_depth": 60}).isel(time=0).compute()
+    np.testing.assert_array_equal(ds["depth"].values, [0, 3, 10, 15, 25, 50])
+    assert ds["depth"].attrs["positive"] == "down" and ds["depth"].attrs["units"] == "m"
+    with netCDF4.Dataset(arctic) as nc:
+        u25 = np.ma.filled(nc["u"][0, 4], np.nan).astype(float)  # level index 4 is 25 m
+    np.testing.assert_allclose(ds["u"].sel(depth=25.0).values, u25, equal_nan=True)
+    roms = shared_file(shared_data, "ocean_ice/Nordic_subset.nc")
+    with pytest.raises(SourceError, match="max_depth needs a vertical coordinate in metres"):
+        open_gridded(roms, ["u"], level={"max_depth": 100})

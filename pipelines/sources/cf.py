@@ -291,10 +291,13 @@ def vertical_dim(da: xr.DataArray, ds: xr.Dataset) -> str | None:
 
 
 def select_level(da: xr.DataArray, ds: xr.Dataset, level: Any, where: str) -> xr.DataArray:
-    """Select one vertical level: ``"surface"``, ``"bottom"``, a coordinate value or ``{"index": i}``."""
+    """Select one vertical level: ``"surface"``, ``"bottom"``, a coordinate value or ``{"index": i}``;
+    or keep the z levels from the surface down to ``{"max_depth": metres}`` as a dim ``depth``."""
     dim = vertical_dim(da, ds)
     if dim is None:
         return da
+    if isinstance(level, dict) and "max_depth" in level:
+        return _depth_levels(da, ds, dim, float(level["max_depth"]), where)
     if level is None:
         raise SourceError(
             f"{where}: has vertical dim {dim!r} ({da.sizes[dim]} levels); set options.level "
@@ -317,6 +320,34 @@ def select_level(da: xr.DataArray, ds: xr.Dataset, level: Any, where: str) -> xr
     if not np.isclose(values[idx], float(level), rtol=1e-6, atol=1e-9):
         raise SourceError(f"{where}: level {level} not in {dim!r} values {values.tolist()}")
     return da.isel({dim: idx}, drop=True)
+
+
+def _depth_levels(da: xr.DataArray, ds: xr.Dataset, dim: str, max_depth: float, where: str) -> xr.DataArray:
+    """The z levels of ``da`` from the surface to ``max_depth`` m as dim ``depth`` (m, positive down)."""
+    coord = ds[dim] if dim in ds.variables else None
+    units = str(coord.attrs.get("units", "")).lower() if coord is not None else ""
+    if coord is None or units not in ("m", "meter", "meters", "metre", "metres"):
+        raise SourceError(
+            f"{where}: level max_depth needs a vertical coordinate in metres; {dim!r} has "
+            f"{'none' if coord is None else f'units {units!r}'} (use level: surface or {{index: i}})"
+        )
+    values = np.asarray(coord.values, dtype=float)
+    positive_down = str(coord.attrs.get("positive", "")).lower() == "down" or (
+        str(coord.attrs.get("positive", "")) == "" and np.nanmin(values) >= 0
+    )
+    depth = values if positive_down else -values
+    keep = np.nonzero(depth <= max_depth + 1e-9)[0]
+    if keep.size == 0:
+        raise SourceError(f"{where}: no level of {dim!r} ({depth.tolist()} m) within max_depth {max_depth} m")
+    keep = keep[np.argsort(depth[keep])]
+    out = da.isel({dim: keep}).rename({dim: "depth"}) if dim != "depth" else da.isel({dim: keep})
+    return out.assign_coords(
+        depth=xr.DataArray(
+            depth[keep],
+            dims="depth",
+            attrs={"standard_name": "depth", "units": "m", "positive": "down", "axis": "Z"},
+        )
+    )
 
 
 def _surface_is_max(coord: xr.DataArray, values: np.ndarray) -> bool:

@@ -17,7 +17,9 @@ Two public functions:
 Options (``source.options``):
 
 ``level``
-    vertical level: ``surface``, ``bottom``, a coordinate value (e.g. ``850`` hPa) or ``{index: i}``.
+    vertical level: ``surface``, ``bottom``, a coordinate value (e.g. ``850`` hPa) or ``{index: i}``;
+    or ``{max_depth: metres}`` to keep the z levels from the surface down to that depth as a cube dim
+    ``depth`` (m, positive down), e.g. for the draft-averaged current on an iceberg's keel.
 ``rotate``
     ``[x_var, y_var]``: source names of grid-relative vector components, rotated to east/north
     (angle from the CRS for projected grids; the ROMS ``angle`` variable or the lon/lat arrays for
@@ -346,9 +348,18 @@ def open_gridded(
         raw, options.get("time_dim"), where, convert_calendar=bool(options.get("convert_calendar"))
     )
     level = options.get("level")
-    for name in names:
-        ds[name] = _spatial_last(ds, ds[name])
-        ds[name] = select_level(ds[name], ds, level, f"{where}: variable {name!r}")
+    selected = {
+        name: select_level(_spatial_last(ds, ds[name]), ds, level, f"{where}: variable {name!r}")
+        for name in names
+    }
+    if any("depth" in da.dims for da in selected.values()):
+        # kept z levels: drop the file's full vertical axis (and the variables on it that were not
+        # asked for) so the selected levels are not re-aligned onto it
+        old = {d for n in names for d in ds[n].dims if d not in selected[n].dims} | {"depth"}
+        ds = ds.drop_vars([v for v in ds.variables if set(ds[v].dims) & old and v not in names])
+        ds = ds.drop_vars(names)
+    for name, da in selected.items():
+        ds[name] = da
     if options.get("static") and "time" in ds.dims:
         if ds.sizes["time"] != 1:
             raise SourceError(

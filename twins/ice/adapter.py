@@ -55,6 +55,7 @@ class ForcingMeta:
     t0: np.datetime64
     times: np.ndarray  # datetime64 of the forcing
     spatial_ref: xr.DataArray
+    keel_depths: np.ndarray | None = None  # z levels (m) of the keel-current channels uo_k/vo_k
 
     def to_lonlat(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Longitude/latitude (degrees) of grid coordinates (NaN stays NaN)."""
@@ -164,8 +165,14 @@ def forcing_arrays(
     tilt: str = "none",
     wind: str = "auto",
     dynamics: str = "steady",
+    max_draft: float = 0.0,
 ) -> tuple[dict[str, Any], tuple[str, ...], ForcingMeta]:
     """Turn a forcing cube into NumPy arrays for :class:`twins.ice.kernel.Forcing`.
+
+    Currents with a ``depth`` dim (z levels, m, e.g. built with the gridded source's
+    ``level: {max_depth: ...}``): the models take the first (surface) level as ``uo``/``vo``; the
+    iceberg model also gets the levels down to ``max_draft`` as channels ``uo_k``/``vo_k`` (below the
+    sea floor filled with the deepest level above) for its keel current (:func:`keel_weights`).
 
     Returns ``({"fields": (nt, nv, ny, nx), "times": (nt,) s, "grid": (x0, y0, dx, dy)}, channels, meta)``.
     Arrays keep the cube's float dtype (float32 or float64).
@@ -210,8 +217,10 @@ def forcing_arrays(
                 f"forcing cube: 'sea_ice_concentration' max is {conc_max:g}; expected a fraction 0-1, not percent"
             )
 
-    def grid_var(name: str) -> np.ndarray:
+    def grid_var(name: str, level: int = 0) -> np.ndarray:
         da = ds[name]
+        if "depth" in da.dims:
+            da = da.isel(depth=level)
         extra = [d for d in da.dims if d not in ("time", "y", "x")]
         if extra:
             raise ForcingError(
@@ -228,8 +237,19 @@ def forcing_arrays(
     uo = grid_var("uo")
     vo = grid_var("vo")
     wet = (np.isfinite(uo) & np.isfinite(vo)).astype(dtype)
+    keel = None
+    if model == "iceberg" and "depth" in ds["uo"].dims and "depth" in ds["vo"].dims:
+        # keel current: the z levels the deepest keel reaches, filled downward below the sea floor
+        keel = _keel_levels(ds, max_draft)
+        chans += [(f"{c}_{k}", c) for k in range(1, len(keel)) for c in ("uo", "vo")]
     for name, var in chans:
-        if var is None:
+        if name.startswith(("uo_", "vo_")):
+            level = int(name.split("_")[1])
+            arr = grid_var(var, level)
+            for up in range(level - 1, -1, -1):  # below the sea floor: the deepest level above
+                arr = np.where(np.isfinite(arr), arr, grid_var(var, up))
+            arr = np.nan_to_num(arr, nan=0.0)
+        elif var is None:
             arr = np.zeros((nt, ny, nx), dtype)
         elif name in ("detadx", "detady"):
             eta = np.nan_to_num(grid_var(var))
@@ -248,7 +268,7 @@ def forcing_arrays(
     fields = np.stack(out, axis=1)  # (nt, nv, ny, nx): channel-major, see twins.core.interp
     tsec = ((times - times[0]) / np.timedelta64(1, "s")).astype(dtype)
     ref = ds["spatial_ref"]
-    meta = ForcingMeta(crs=crs, x=x, y=y, t0=times[0], times=times, spatial_ref=ref)
+    meta = ForcingMeta(crs=crs, x=x, y=y, t0=times[0], times=times, spatial_ref=ref, keel_depths=keel)
     grid = np.array([x0, y0, dx, dy], dtype=dtype)
     return {"fields": fields, "times": tsec, "grid": grid}, tuple(names), meta
 
@@ -263,12 +283,47 @@ def _eta_gradient(
     return geom["jex"] * dex + geom["jey"] * dey, geom["jnx"] * dex + geom["jny"] * dey
 
 
+def keel_weights(depths: np.ndarray, draft: np.ndarray) -> np.ndarray:
+    """Weights ``(K, n)`` of the current at z levels ``depths`` (m, increasing) in its mean over a keel
+    from the surface to ``draft`` (m): level ``k`` stands for the layer between the midpoints to its
+    neighbours (the first from the surface, the last to any depth), and its weight is the fraction of
+    the keel inside that layer. Levels 0, 10, 50 m and a 40 m draft give ``[5, 25, 10] / 40``."""
+    depths = np.asarray(depths, float)
+    mids = 0.5 * (depths[1:] + depths[:-1])
+    top = np.concatenate([[0.0], mids])[:, None]
+    bottom = np.concatenate([mids, [np.inf]])[:, None]
+    draft = np.asarray(draft, float)[None, :]
+    return np.clip(np.minimum(draft, bottom) - top, 0.0, None) / draft
+
+
+def _keel_levels(ds: xr.Dataset, max_draft: float) -> np.ndarray:
+    """The z levels of the cube's ``depth`` dim a keel of ``max_draft`` m reaches (at least the first)."""
+    depths = np.asarray(ds["depth"].values, float)
+    if depths.ndim != 1 or np.any(np.diff(depths) <= 0) or depths[0] < 0:
+        raise ForcingError(
+            f"forcing cube: 'depth' must be increasing metres below the surface, got {depths.tolist()}"
+        )
+    top = np.concatenate([[0.0], 0.5 * (depths[1:] + depths[:-1])])
+    return depths[: max(int(np.sum(top < max_draft)), 1)]
+
+
 def _release_seconds(seeds: pd.DataFrame, meta: ForcingMeta, start: np.datetime64) -> np.ndarray:
     for col in ("release_time", "time"):
         if col in seeds.columns:
             t = pd.to_datetime(seeds[col], utc=True).dt.tz_convert(None).to_numpy("datetime64[ns]")
             return (t - start) / np.timedelta64(1, "s")
     return np.zeros(len(seeds))
+
+
+def iceberg_dimensions(seeds: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Iceberg ``length``, ``width``, ``draft``, ``sail`` (m) per seed (OpenBerg defaults where absent)."""
+    props = {}
+    for name, default in ICEBERG_DEFAULTS.items():
+        vals = np.asarray(seeds[name], float) if name in seeds.columns else np.full(len(seeds), default)
+        if not np.all(np.isfinite(vals) & (vals > 0)):
+            raise SeedError(f"seeds: iceberg column {name!r} must be positive metres")
+        props[name] = vals
+    return props
 
 
 def particles_from_seeds(
@@ -311,10 +366,9 @@ def particles_from_seeds(
         )
     props: dict[str, np.ndarray] = {}
     if model == "iceberg":
-        for name, default in ICEBERG_DEFAULTS.items():
-            vals = np.asarray(seeds[name], float) if name in seeds.columns else np.full(len(seeds), default)
-            if not np.all(np.isfinite(vals) & (vals > 0)):
-                raise SeedError(f"seeds: iceberg column {name!r} must be positive metres")
-            props[name] = vals
+        props.update(iceberg_dimensions(seeds))
+        if meta.keel_depths is not None:
+            for k, w in enumerate(keel_weights(meta.keel_depths, props["draft"])):
+                props[f"keel_w{k}"] = w
     release = _release_seconds(seeds, meta, start)
     return {"x": x, "y": y, "release": release}, props

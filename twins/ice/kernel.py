@@ -60,6 +60,7 @@ from .physics import (
     exp_update,
     iceberg_drag_ratio,
     iceberg_linear_system,
+    keel_current,
     sea_ice_linear_system,
     sea_ice_velocity,
     steady_velocity,
@@ -299,7 +300,7 @@ def make_stepper(cfg: Config, channels: tuple[str, ...], dt: float) -> Any:
         fixed-point passes ``V = S(V) / K(V)`` (Coriolis included)."""
         if cfg.model != "iceberg":
             return sea_ice_velocity(env, params, cfg._replace(ice_velocity="free_drift"))
-        uw, ua = as_complex(env["uo"], env["vo"]), as_complex(env["u10"], env["v10"])
+        uw, ua = keel_current(env, props), as_complex(env["u10"], env["v10"])
         ratio = jnp.sqrt(iceberg_drag_ratio(props, params))
         v = uw + ratio / (1 + ratio) * (ua - uw)
         for _ in range(4):

@@ -257,6 +257,21 @@ def sea_ice_linear_system(
     return k, s, m
 
 
+def keel_current(env: Mapping[str, Array], props: Mapping[str, Array]) -> Array:
+    """Water velocity on the iceberg's keel: the surface current, or with 3-D currents the mean over
+    the draft, ``sum_k w_k (uo_k + i vo_k)`` with the per-berg weights ``keel_w<k>`` of
+    :func:`twins.ice.adapter.keel_weights` (level 0 is ``uo``/``vo``)."""
+    u = as_complex(env["uo"], env["vo"])
+    if "keel_w0" not in props:
+        return u
+    u = props["keel_w0"] * u
+    k = 1
+    while f"keel_w{k}" in props:
+        u = u + props[f"keel_w{k}"] * as_complex(env[f"uo_{k}"], env[f"vo_{k}"])
+        k += 1
+    return u
+
+
 def _berg_drags(props: Mapping[str, Array], p: IceParams) -> tuple[Array, Array]:
     """Water (keel) and air (sail) drag factors ``Dw``, ``Da`` (kg m-1): form + skin drag."""
     length, width, draft, sail = props["length"], props["width"], props["draft"], props["sail"]
@@ -285,7 +300,7 @@ def iceberg_linear_system(
     ``props`` holds per-particle ``length``, ``width``, ``draft``, ``sail`` (m).
     """
     length, width, draft, sail = props["length"], props["width"], props["draft"], props["sail"]
-    uw = as_complex(env["uo"], env["vo"])
+    uw = keel_current(env, props)
     ua = as_complex(env["u10"], env["v10"])
     f = env["f"] * p.coriolis_factor
     mass = p.rho_iceberg * length * width * (draft + sail) * p.berg_weight_coef
@@ -300,7 +315,7 @@ def iceberg_linear_system(
     kw = dw * jnp.abs(uw - u)
     ka = da * jnp.abs(ua - u)
     k = kw + ka + 1j * mass * (f + _metric(env, u))
-    s = kw * uw + ka * ua + _tilt(env, mass, uw, f, cfg)
+    s = kw * uw + ka * ua + _tilt(env, mass, as_complex(env["uo"], env["vo"]), f, cfg)
     if "swh" in env:
         wind_dir = ua / jnp.where(jnp.abs(ua) > 0, jnp.abs(ua), 1.0)
         s = s + 0.25 * p.rho_water * p.berg_wave_drag * G * length * (env["swh"] / 2) ** 2 * wind_dir

@@ -38,7 +38,7 @@ import xarray as xr
 from twins.core import GridSpec, to_seconds
 
 from . import kernel
-from .adapter import ForcingError, forcing_arrays, particles_from_seeds
+from .adapter import ForcingError, forcing_arrays, iceberg_dimensions, particles_from_seeds
 from .physics import DYNAMICS, ICE_VELOCITY_MODES, TILT_MODES, VELOCITY_FIELDS, Config, IceParams
 
 MODELS = ("passive", "sea_ice", "iceberg")
@@ -159,8 +159,17 @@ def prepare(
     if abs(n_steps * dt_s - dur_s) > 1e-6 * dur_s:
         raise ValueError(f"simulate: duration {dur_s} s is not a multiple of dt {dt_s} s")
     every = _output_every(extra.get("output_every", 1), n_steps)
+    max_draft = 0.0
+    if model == "iceberg" and isinstance(seeds, pd.DataFrame) and len(seeds):
+        max_draft = float(iceberg_dimensions(seeds)["draft"].max())
     arrays, channels, meta = forcing_arrays(
-        forcing, model=model, ice_velocity=cfg.ice_velocity, tilt=cfg.tilt, wind=wind, dynamics=cfg.dynamics
+        forcing,
+        model=model,
+        ice_velocity=cfg.ice_velocity,
+        tilt=cfg.tilt,
+        wind=wind,
+        dynamics=cfg.dynamics,
+        max_draft=max_draft,
     )
     start = (
         np.datetime64(pd.Timestamp(extra["start_time"]).tz_localize(None), "ns")
