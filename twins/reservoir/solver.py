@@ -145,7 +145,7 @@ class Simulator:
             method = "block" if 2 * band <= AUTO_BLOCK_MAX else "superlu"
         if method != "superlu":
             self.block = linsolve.BlockSolver(
-                self.rows, self.cols, self.n, 2, self.nw, self.conn_a, self.conn_b,
+                self.rows, self.cols, self.n, getattr(self, "k", 2), self.nw, self.conn_a, self.conn_b,
                 method="thomas" if method == "block" else "cyclic",
             )  # fmt: skip
         self.run = jax.jit(self._run)
