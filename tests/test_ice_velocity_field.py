@@ -129,3 +129,43 @@ def test_auto_picks_the_path_with_fewer_physics_evaluations():
     for seeds, want in ((few, "particles"), (many, "grid")):
         out = simulate(cube, seeds, model="sea_ice", duration="2h", dt="1h")
         assert out.attrs["velocity_field"] == want
+
+
+def test_particles_split_across_devices_give_the_same_trajectories(tmp_path):
+    """With two (virtual CPU) devices the particles are sharded across them; the result equals the
+    single-device run bit for bit (particles are independent)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, numpy as np, pandas as pd, jax\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from tests.test_ice_support import ST80, forcing_cube, grid\n"
+        "from twins.ice import simulate\n"
+        "g = grid(ST80, -100_000, -100_000, 20, 20, 10_000)\n"
+        "cube = forcing_cube(g, uo=lambda t, y, x: 0.1 + 1e-6 * y, vo=0.0, u10=8.0, v10=-3.0, sea_ice_concentration=1.0)\n"
+        "rng = np.random.default_rng(0)\n"
+        "seeds = pd.DataFrame({'x': rng.uniform(-50e3, 50e3, 64), 'y': rng.uniform(-50e3, 50e3, 64)})\n"
+        "out = simulate(cube, seeds, model=sys.argv[2], duration='6h', dt='1h')\n"
+        "np.save(sys.argv[1], np.stack([out['x'].values, out['y'].values]))\n"
+        "print(len(jax.devices()))\n"
+    )
+    ends = {}
+    for ndev in (1, 2):
+        for model in ("sea_ice", "iceberg"):
+            env = dict(__import__("os").environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={ndev}")
+            out = tmp_path / f"{model}{ndev}.npy"
+            res = subprocess.run(
+                [sys.executable, str(script), str(out), model],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            assert res.stdout.strip().splitlines()[-1] == str(ndev)
+            ends[model, ndev] = np.load(out)
+    for model in ("sea_ice", "iceberg"):
+        np.testing.assert_array_equal(ends[model, 1], ends[model, 2])

@@ -269,9 +269,39 @@ def _wind_note(model: str, wind: str, channels: tuple[str, ...]) -> str:
     return "forcing u10/v10" if "u10" in channels else "not used"
 
 
+def shard_particles(prep: Prepared) -> Prepared:
+    """Split the particles of ``prep`` across all local JAX devices (the forcing is replicated).
+
+    Particles do not interact, so each device integrates its share; XLA partitions the jitted kernel
+    (GSPMD). With one device, or a particle count the device count does not divide, ``prep`` is
+    returned unchanged. On a CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` (set
+    before JAX starts) makes each core a device.
+    """
+    devices = jax.devices()
+    forcing, params, state, props = prep.args
+    if len(devices) < 2 or state.x.shape[1] % len(devices):
+        return prep
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(np.array(devices), ("particles",))
+    by_particle = NamedSharding(mesh, P(None, "particles"))
+    state = state._replace(
+        **{
+            k: jax.device_put(getattr(state, k), by_particle)
+            for k in ("x", "y", "u", "v", "status", "release")
+        }
+    )
+    props = {k: jax.device_put(v, NamedSharding(mesh, P("particles"))) for k, v in props.items()}
+    return prep._replace(args=(forcing, params, state, props))
+
+
 def run_prepared(prep: Prepared) -> tuple[Any, tuple[Any, Any, Any]]:
-    """Run the jitted, vmapped kernel on prepared inputs; returns ``(final_state, (x, y, status))``."""
-    return _run_ensemble(*prep.static, *prep.args)
+    """Run the jitted, vmapped kernel on prepared inputs; returns ``(final_state, (x, y, status))``.
+
+    The particles are split across the local devices when there are several (:func:`shard_particles`).
+    """
+    return _run_ensemble(*prep.static, *shard_particles(prep).args)
 
 
 def simulate(
