@@ -94,7 +94,9 @@ class BlackOilSimulator(Simulator):
                  drsdt: float | None = None, options: Any = None) -> None:  # fmt: skip
         self.drsdt = drsdt
         options = options or Options()
-        if getattr(options, "linear_solver", "superlu") != "superlu":  # this class solves with SuperLU
+        # "auto" means SuperLU here (about 3x faster than the block solver on SPE1's 902 unknowns);
+        # "block"/"cyclic" (pure JAX, batches under vmap) are used when asked for
+        if getattr(options, "linear_solver", "superlu") == "auto":
             options = dataclasses.replace(options, linear_solver="superlu")
         super().__init__(n_cells, n_wells, conn, perf_cell, perf_well, True, options)
 
@@ -234,7 +236,9 @@ class BlackOilSimulator(Simulator):
 
     # ---------------------------------------------------------------- linear algebra
     def solve(self, vals: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:
-        """Sparse LU (SuperLU on the host) of ``J x = rhs``, for ``k`` unknowns per cell."""
+        """``J x = rhs`` by SuperLU on the host, or the pure-JAX block solver when ``Options`` asks for it."""
+        if getattr(self, "block", None) is not None:
+            return self.block.linear_solve(vals, rhs)
         rows, cols, size = self.rows, self.cols, self.k * self.n + self.nw
 
         def host_solve(values: np.ndarray, b: np.ndarray) -> np.ndarray:
