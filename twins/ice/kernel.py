@@ -234,6 +234,47 @@ def velocity_forcing(
     return VelocityField(rates, forcing.fields[:, wet], forcing.times, forcing.grid)
 
 
+def _system(cfg: Config, env: Mapping[str, Array], u: Array, params: IceParams, props: Mapping[str, Array]):
+    """``(K, S, M', locked, V_ice)`` of an inertial model's momentum equation linearised about ``u``."""
+    if cfg.model == "iceberg":
+        return iceberg_linear_system(env, u, props, params, cfg)
+    k, s, m = sea_ice_linear_system(env, u, params, cfg)
+    return k, s, m, jnp.zeros(u.shape, bool), u
+
+
+def _steady_start(
+    cfg: Config, env: Mapping[str, Array], params: IceParams, props: Mapping[str, Array]
+) -> Array:
+    """Velocity of a particle at release: the steady velocity of its momentum balance, so it does
+    not start at rest. Sea ice: the steady free drift; icebergs: OpenBerg's no-acceleration
+    estimate ``Vw + k (Va - Vw)``, ``k = √(Da/Dw) / (1 + √(Da/Dw))``, refined by 4 damped
+    fixed-point passes ``V = S(V) / K(V)`` (Coriolis included)."""
+    if cfg.model != "iceberg":
+        return sea_ice_velocity(env, params, cfg._replace(ice_velocity="free_drift"))
+    uw, ua = keel_current(env, props), as_complex(env["u10"], env["v10"])
+    ratio = jnp.sqrt(iceberg_drag_ratio(props, params))
+    v = uw + ratio / (1 + ratio) * (ua - uw)
+    for _ in range(4):
+        k, s, _, lock, vi = _system(cfg, env, v, params, props)
+        v = jnp.where(lock, vi, 0.5 * v + 0.5 * s / jnp.where(jnp.abs(k) > 0, k, 1.0))
+    return v
+
+
+def start_velocities(
+    cfg: Config,
+    stage: tuple[str, ...],
+    state: Particles,
+    env: Mapping[str, Array],
+    params: IceParams,
+    props: Mapping[str, Array],
+) -> Particles:
+    """Give just-released particles (active, velocity exactly zero) the steady velocity of their
+    momentum balance at ``env`` (the forcing sampled at their positions)."""
+    fresh = (state.status == ACTIVE) & (state.u == 0) & (state.v == 0)
+    v = jnp.where(fresh, _steady_start(cfg, env, params, props), as_complex(state.u, state.v))
+    return state._replace(u=jnp.real(v), v=jnp.imag(v))
+
+
 def make_stepper(cfg: Config, channels: tuple[str, ...], dt: float) -> Any:
     """Return the pure ``step(state, forcing, params, props) -> state`` for ``cfg``.
 
@@ -288,34 +329,15 @@ def make_stepper(cfg: Config, channels: tuple[str, ...], dt: float) -> Any:
         return step
 
     def system(env, u, params, props):
-        if cfg.model == "iceberg":
-            return iceberg_linear_system(env, u, props, params, cfg)
-        k, s, m = sea_ice_linear_system(env, u, params, cfg)
-        return k, s, m, jnp.zeros(u.shape, bool), u
-
-    def steady_start(env, params, props):
-        """Velocity of a particle at release: the steady velocity of its momentum balance, so it does
-        not start at rest. Sea ice: the steady free drift; icebergs: OpenBerg's no-acceleration
-        estimate ``Vw + k (Va - Vw)``, ``k = √(Da/Dw) / (1 + √(Da/Dw))``, refined by 4 damped
-        fixed-point passes ``V = S(V) / K(V)`` (Coriolis included)."""
-        if cfg.model != "iceberg":
-            return sea_ice_velocity(env, params, cfg._replace(ice_velocity="free_drift"))
-        uw, ua = keel_current(env, props), as_complex(env["u10"], env["v10"])
-        ratio = jnp.sqrt(iceberg_drag_ratio(props, params))
-        v = uw + ratio / (1 + ratio) * (ua - uw)
-        for _ in range(4):
-            k, s, _, lock, vi = system(env, v, params, props)
-            v = jnp.where(lock, vi, 0.5 * v + 0.5 * s / jnp.where(jnp.abs(k) > 0, k, 1.0))
-        return v
+        return _system(cfg, env, u, params, props)
 
     def step(
         state: Particles, forcing: PackedForcing, params: IceParams, props: Mapping[str, Array]
     ) -> Particles:
-        u0 = as_complex(state.u, state.v)
         env0 = sample_env(dynamic_stencil(forcing, state.t), forcing, stage, state.x, state.y)
-        # just released (active, velocity exactly zero): start from the steady velocity
-        fresh = (state.status == ACTIVE) & (state.u == 0) & (state.v == 0)
-        u0 = jnp.where(fresh, steady_start(env0, params, props), u0)
+        if cfg.releases_during_run:  # else run() started every particle before the loop
+            state = start_velocities(cfg, stage, state, env0, params, props)
+        u0 = as_complex(state.u, state.v)
         k0, s0, m0, lock0, vi0 = system(env0, u0, params, props)
         u1, d1 = exp_update(u0, k0, s0, m0, dt)
         u1 = jnp.where(lock0, vi0, u1)
@@ -362,7 +384,11 @@ def run(
     if not is_inertial(cfg) and cfg.velocity_field == "grid":
         forcing = velocity_forcing(cfg, channels, forcing, params)
     else:
-        forcing = packed_forcing(channels, stage_channels(channels, cfg.model), forcing)
+        stage = stage_channels(channels, cfg.model)
+        forcing = packed_forcing(channels, stage, forcing)
+        if is_inertial(cfg):  # particles released at the start get their steady velocity here
+            env = sample_env(dynamic_stencil(forcing, state.t), forcing, stage, state.x, state.y)
+            state = start_velocities(cfg, stage, state, env, params, props)
 
     def inner(s: Particles, _: Any) -> tuple[Particles, None]:
         return step(s, forcing, params, props), None

@@ -105,6 +105,9 @@ class Config(NamedTuple):
     tilt: str = "none"
     scheme: str = "rk4"
     velocity_field: str = "grid"
+    # inertial models: whether particles are released after the start (their velocity is then
+    # initialised inside the time loop; otherwise once before it)
+    releases_during_run: bool = True
 
 
 def as_complex(u: Array, v: Array) -> Array:

@@ -205,6 +205,7 @@ def prepare(
         if sr > 0:
             rel[1:] = np.maximum(rel[1:] + rng.uniform(-sr, sr, (members - 1, n)), s0)
     status = np.where(rel <= s0 + 1e-3 * dt_s, kernel.ACTIVE, kernel.NOT_RELEASED).astype(np.int32)
+    cfg = cfg._replace(releases_during_run=bool(np.any(status == kernel.NOT_RELEASED)))
     member_params = _member_params(phys, members, extra, rng)
     fj = kernel.Forcing(
         fields=jnp.asarray(arrays["fields"], dtype),
