@@ -94,7 +94,7 @@ class BlackOilSimulator(Simulator):
                  drsdt: float | None = None, options: Any = None) -> None:  # fmt: skip
         self.drsdt = drsdt
         options = options or Options()
-        # "auto" means SuperLU here (about 3x faster than the block solver on SPE1's 902 unknowns);
+        # "auto" means SuperLU here (SPE1, 902 unknowns: 6.0 s warm against the block solver's 39 s);
         # "block"/"cyclic" (pure JAX, batches under vmap) are used when asked for
         if getattr(options, "linear_solver", "superlu") == "auto":
             options = dataclasses.replace(options, linear_solver="superlu")
