@@ -77,6 +77,16 @@ def field_at_time(fields: Array, times: Array, t: Array | float) -> Array:
     return f0 + w * (f1 - f0)
 
 
+def cell_of(gx: Array, gy: Array, nx: int, ny: int) -> tuple[Array, Array, Array, Array]:
+    """Lower-left cell ``(ix, iy)`` and fractions ``(fx, fy)`` of fractional indices, clamped to the
+    grid (points outside get the edge values; test :func:`inside` to flag them)."""
+    gx = jnp.clip(gx, 0.0, nx - 1.0)
+    gy = jnp.clip(gy, 0.0, ny - 1.0)
+    ix = jnp.clip(jnp.floor(gx).astype(jnp.int32), 0, max(nx - 2, 0))
+    iy = jnp.clip(jnp.floor(gy).astype(jnp.int32), 0, max(ny - 2, 0))
+    return ix, iy, gx - ix, gy - iy
+
+
 def bilinear(field: Array, gx: Array, gy: Array) -> Array:
     """Bilinear interpolation of ``field`` ``(nv, ny, nx)`` at fractional indices ``gx``, ``gy`` ``(n,)``.
 
@@ -84,12 +94,7 @@ def bilinear(field: Array, gx: Array, gy: Array) -> Array:
     test :func:`inside` to flag them.
     """
     nv, ny, nx = field.shape
-    gx = jnp.clip(gx, 0.0, nx - 1.0)
-    gy = jnp.clip(gy, 0.0, ny - 1.0)
-    ix = jnp.clip(jnp.floor(gx).astype(jnp.int32), 0, max(nx - 2, 0))
-    iy = jnp.clip(jnp.floor(gy).astype(jnp.int32), 0, max(ny - 2, 0))
-    fx = gx - ix
-    fy = gy - iy
+    ix, iy, fx, fy = cell_of(gx, gy, nx, ny)
     flat = field.reshape(nv, ny * nx)
     k = iy * nx + ix
     sx = 1 if nx > 1 else 0
@@ -125,12 +130,7 @@ def bilinear_stencil(stencil: Array, gx: Array, gy: Array) -> Array:
     Same values as :func:`bilinear` on the original field (indices clamped to the grid).
     """
     ny, nx = stencil.shape[:2]
-    gx = jnp.clip(gx, 0.0, nx - 1.0)
-    gy = jnp.clip(gy, 0.0, ny - 1.0)
-    ix = jnp.clip(jnp.floor(gx).astype(jnp.int32), 0, max(nx - 2, 0))
-    iy = jnp.clip(jnp.floor(gy).astype(jnp.int32), 0, max(ny - 2, 0))
-    fx = gx - ix
-    fy = gy - iy
+    ix, iy, fx, fy = cell_of(gx, gy, nx, ny)
     q = stencil.reshape(ny * nx, 4).at[iy * nx + ix].get(mode="promise_in_bounds")
     top = q[:, 0] + fx * (q[:, 1] - q[:, 0])
     bottom = q[:, 2] + fx * (q[:, 3] - q[:, 2])
