@@ -400,9 +400,10 @@ class Simulator:
             v, it, _, _ = c
             r = fun(v)
             conv = self._converged(r)
-            v_new, _ = self.newton_update(fun, v)
+            # no Jacobian or solve once converged (a select under vmap, where both branches run)
+            v_new = jax.lax.cond(conv, lambda u: u, lambda u: self.newton_update(fun, u)[0], v)
             ok = jnp.all(jnp.isfinite(v_new))
-            return jnp.where(conv, v, v_new), it + 1, conv, ok
+            return v_new, it + 1, conv, ok
 
         v0 = self._pack(x_old)
         v, its, conv, ok = jax.lax.while_loop(cond, body, (v0, 0, False, True))
