@@ -16,9 +16,12 @@ Every nonzero of ``J`` gets a fixed slot in these dense arrays, so filling them 
 solve is a block Thomas elimination (``lax.scan`` over the chunks, an LU solve per ``m x m`` block)
 of ``A [y, Z] = [r_cells, B]``, the dense Schur system ``(D - C Z) x_w = r_w - C y`` and
 ``x_cells = y - Z x_w``. The transposed system (for ``lax.custom_linear_solve``'s transpose rule)
-uses the same routine on slots computed for ``J^T``. No pivoting happens across blocks (partial
-pivoting within each block's LU): fine for the diagonally dominant accumulation + flux structure of
-reservoir Jacobians, and checked against SciPy's sparse LU in ``tests/test_reservoir_linsolve.py``.
+uses the same routine on slots computed for ``J^T``. Block cyclic reduction
+(:meth:`BlockSolver.cyclic_reduction`) solves the same block-tridiagonal system in ``log2(nb)`` levels
+of batched operations instead of ``nb`` sequential steps (more flops, far fewer kernels: GPUs).
+No pivoting happens across blocks (partial pivoting within each block's LU): fine for the diagonally
+dominant accumulation + flux structure of reservoir Jacobians, and checked against SciPy's sparse LU
+in ``tests/test_reservoir_linsolve.py``.
 
 Everything traced is plain ``jax.numpy``/``lax``: it batches under ``jax.vmap`` (ensembles), runs
 under ``jax.jit`` on any backend and differentiates. Cost per solve ~ ``5 nb m^3`` flops.
@@ -79,6 +82,9 @@ class BlockSolver:
         lie on the diagonal or on a connection.
     chunk
         Cells per chunk; default: the ordering's bandwidth (the smallest that keeps ``A`` block-tridiagonal).
+    method
+        ``"thomas"`` (block LU, ``lax.scan`` over the chunks: fewest flops, fastest on a CPU) or
+        ``"cyclic"`` (block cyclic reduction: ``log2`` levels of batched operations, fastest on a GPU).
     """
 
     def __init__(
