@@ -43,6 +43,12 @@ def test_run_config_writes_summary_cubes_and_economics(tmp_path: Path) -> None:
     state = xr.open_zarr(tmp_path / "out" / "state.zarr")
     assert state["pressure"].dims == ("time", "layer", "y", "x") and state.sizes["time"] == 20
     assert set(list_cubes(store)) >= {"qfs_waterflood_state", "qfs_waterflood_wells"}
+    # well names are Zarr v3 variable-length strings (the spec's "string"), not numpy's fixed UTF-32
+    meta = json.loads((tmp_path / "out" / "wells.zarr" / "well" / "zarr.json").read_text())
+    assert meta["data_type"] == "string"
+    wells = xr.open_zarr(tmp_path / "out" / "wells.zarr")
+    assert list(wells["well"].values) == ["INJ", "PROD"]
+    np.testing.assert_allclose(wells["wwir"].sel(well="INJ").values, table["WWIR:INJ"].values)
     econ = json.loads((tmp_path / "out" / "economics.json").read_text())
     assert econ["npv_p10"] >= econ["npv_p50"] >= econ["npv_p90"]
     assert econ["npv"] == pytest.approx(result["npv"])

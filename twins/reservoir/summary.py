@@ -132,7 +132,7 @@ def wells_cube(table: pd.DataFrame, case: Case) -> xr.Dataset:
     for vec in WELL_VECTORS:
         arr = np.stack([table[f"{vec}:{w}"].to_numpy() for w in case.well_names], axis=1)
         data[vec.lower()] = xr.DataArray(
-            arr, dims=("time", "well"), coords={"time": time, "well": case.well_names},
+            arr, dims=("time", "well"), coords={"time": time, "well": np.array(case.well_names, dtype=object)},
             attrs={"units": units[vec], "long_name": f"Eclipse summary vector {vec}"},
         )  # fmt: skip
     return make_cube(data, attrs={"featureType": "timeSeries", "deck_units": case.units},
