@@ -371,7 +371,9 @@ def run_config(
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / f"{cfg.name}_summary.csv", index=False)
+        from pipelines.outputs import write_table
+
+        write_table(out / f"{cfg.name}_summary.csv", table)
         from .plot import plot_run
 
         plot_run(cubes, table, out / f"{cfg.name}_carbon.png")

@@ -243,5 +243,6 @@ def write_summary(result: dict[str, Any], path: str | Path) -> Path:
     """Write the summary JSON next to the other outputs."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result["summary"], indent=2))
-    return path
+    from pipelines.outputs import write_text
+
+    return write_text(path, json.dumps(result["summary"], indent=2))

@@ -128,15 +128,12 @@ def _run_and_write(
             f"{deck}: the simulation did not finish every report step (time-step chopping limit)"
         )
     table = summary_table(case, rep)
-    path = out / "summary.csv"
-    table.to_csv(path, index=False)
-    state, wells_ds = state_cube(case, rep), wells_cube(table, case)
-    import warnings
+    from pipelines.outputs import write_table, write_zarr_directory
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # zarr v3 notes on consolidated metadata / string dtypes
-        for name, ds in (("state", state), ("wells", wells_ds)):
-            ds.to_zarr(out / f"{name}.zarr", mode="w")
+    path = write_table(out / "summary.csv", table)
+    state, wells_ds = state_cube(case, rep), wells_cube(table, case)
+    for name, ds in (("state", state), ("wells", wells_ds)):
+        write_zarr_directory(out / f"{name}.zarr", ds)
     if store is not None:
         from pipelines.store import write_cube
 
@@ -190,6 +187,8 @@ def run_config(
             npvs = economics.ensemble_npv(case, econ, mults)
             p10, p50, p90 = economics.percentiles(npvs)
             result.update({"npv_p10": p10, "npv_p50": p50, "npv_p90": p90})
-    (out_dir / "economics.json").write_text(json.dumps(result, indent=2))
+    from pipelines.outputs import write_text
+
+    write_text(out_dir / "economics.json", json.dumps(result, indent=2))
     _progress(json.dumps(result))
     return result
