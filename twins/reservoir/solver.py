@@ -393,23 +393,19 @@ class Simulator:
             return self.residual(model, trans, self._unpack(v), x_old, dt, ctrl, rho_well)[0]
 
         def cond(c: tuple) -> jnp.ndarray:
-            v, it, conv, ok = c
-            return (~conv) & ok & (it < self.options.max_newton)
+            v, r, it, ok = c
+            return (~self._converged(r)) & ok & (it < self.options.max_newton)
 
         def body(c: tuple) -> tuple:
-            v, it, _, _ = c
-            r = fun(v)
-            conv = self._converged(r)
-            # no Jacobian or solve once converged (a select under vmap, where both branches run)
-            v_new = jax.lax.cond(conv, lambda u: u, lambda u: self.newton_update(fun, u)[0], v)
-            ok = jnp.all(jnp.isfinite(v_new))
-            return v_new, it + 1, conv, ok
+            # the residual of each iterate is carried, so a converged iterate costs no Jacobian or solve
+            v, _, it, _ = c
+            v_new = self.newton_update(fun, v)[0]
+            return v_new, fun(v_new), it + 1, jnp.all(jnp.isfinite(v_new))
 
         v0 = self._pack(x_old)
-        v, its, conv, ok = jax.lax.while_loop(cond, body, (v0, 0, False, True))
+        v, _, its, ok = jax.lax.while_loop(cond, body, (v0, fun(v0), 0, True))
         r, info = self.residual(model, trans, self._unpack(v), x_old, dt, ctrl, rho_well)
-        conv = conv | self._converged(r)
-        return self._unpack(v), conv & ok, its, r, info
+        return self._unpack(v), self._converged(r) & ok, its, r, info
 
     def _report_step(
         self, model: Model, trans: jnp.ndarray, carry: tuple, inputs: tuple
