@@ -242,13 +242,12 @@ def forcing_arrays(
         # keel current: the z levels the deepest keel reaches, filled downward below the sea floor
         keel = _keel_levels(ds, max_draft)
         chans += [(f"{c}_{k}", c) for k in range(1, len(keel)) for c in ("uo", "vo")]
+    above = {"uo": uo, "vo": vo}  # per current component: the last level read, filled from above
     for name, var in chans:
-        if name.startswith(("uo_", "vo_")):
-            level = int(name.split("_")[1])
-            arr = grid_var(var, level)
-            for up in range(level - 1, -1, -1):  # below the sea floor: the deepest level above
-                arr = np.where(np.isfinite(arr), arr, grid_var(var, up))
-            arr = np.nan_to_num(arr, nan=0.0)
+        if name.startswith(("uo_", "vo_")):  # levels come in increasing depth
+            raw = grid_var(var, int(name.split("_")[1]))
+            above[var] = np.where(np.isfinite(raw), raw, above[var])  # below the sea floor: level above
+            arr = np.nan_to_num(above[var], nan=0.0)
         elif var is None:
             arr = np.zeros((nt, ny, nx), dtype)
         elif name in ("detadx", "detady"):
@@ -288,12 +287,16 @@ def keel_weights(depths: np.ndarray, draft: np.ndarray) -> np.ndarray:
     from the surface to ``draft`` (m): level ``k`` stands for the layer between the midpoints to its
     neighbours (the first from the surface, the last to any depth), and its weight is the fraction of
     the keel inside that layer. Levels 0, 10, 50 m and a 40 m draft give ``[5, 25, 10] / 40``."""
-    depths = np.asarray(depths, float)
-    mids = 0.5 * (depths[1:] + depths[:-1])
-    top = np.concatenate([[0.0], mids])[:, None]
-    bottom = np.concatenate([mids, [np.inf]])[:, None]
+    top, bottom = _layers(depths)
     draft = np.asarray(draft, float)[None, :]
-    return np.clip(np.minimum(draft, bottom) - top, 0.0, None) / draft
+    return np.clip(np.minimum(draft, bottom[:, None]) - top[:, None], 0.0, None) / draft
+
+
+def _layers(depths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top and bottom (m) of the layer each z level stands for: midpoints to its neighbours, the
+    first from the surface, the last to any depth."""
+    mids = 0.5 * (np.asarray(depths[1:], float) + np.asarray(depths[:-1], float))
+    return np.concatenate([[0.0], mids]), np.concatenate([mids, [np.inf]])
 
 
 def _keel_levels(ds: xr.Dataset, max_draft: float) -> np.ndarray:
@@ -303,8 +306,7 @@ def _keel_levels(ds: xr.Dataset, max_draft: float) -> np.ndarray:
         raise ForcingError(
             f"forcing cube: 'depth' must be increasing metres below the surface, got {depths.tolist()}"
         )
-    top = np.concatenate([[0.0], 0.5 * (depths[1:] + depths[:-1])])
-    return depths[: max(int(np.sum(top < max_draft)), 1)]
+    return depths[: max(int(np.sum(_layers(depths)[0] < max_draft)), 1)]
 
 
 def _release_seconds(seeds: pd.DataFrame, meta: ForcingMeta, start: np.datetime64) -> np.ndarray:

@@ -262,7 +262,6 @@ def _steady_start(
 
 def start_velocities(
     cfg: Config,
-    stage: tuple[str, ...],
     state: Particles,
     env: Mapping[str, Array],
     params: IceParams,
@@ -285,42 +284,38 @@ def make_stepper(cfg: Config, channels: tuple[str, ...], dt: float) -> Any:
     inertial = is_inertial(cfg)
     stage = stage_channels(channels, cfg.model)
 
-    if not inertial and cfg.velocity_field == "grid":
-        fractions = tuple(sorted(set(STAGE_FRACTIONS.get(cfg.scheme, ())) | {1.0}))
-
-        def step(
-            state: Particles, forcing: Forcing, params: IceParams, props: Mapping[str, Array]
-        ) -> Particles:
-            grid = forcing.grid
-            snaps = {
-                c: corner_stencil(field_at_time(forcing.rates, forcing.times, state.t + c * dt))
-                for c in fractions
-            }
-
-            def vel(pos, t, c):
-                gx, gy = fractional_index(grid, pos[0], pos[1])
-                rate = bilinear_stencil(snaps[c], gx, gy)
-                return jnp.real(rate), jnp.imag(rate)
-
-            xn, yn = make_step(vel, cfg.scheme)((state.x, state.y), state.t, dt)
-            wet, ok = wet_and_inside(forcing.wet, forcing.times, grid, state.t + dt, xn, yn)
-            zero = jnp.zeros_like(xn)
-            return _finish(state, xn, yn, zero, zero, wet, ok, dt)
-
-        return step
-
     if not inertial:
         fractions = tuple(sorted(set(STAGE_FRACTIONS.get(cfg.scheme, ())) | {1.0}))
 
-        def step(
-            state: Particles, forcing: PackedForcing, params: IceParams, props: Mapping[str, Array]
-        ) -> Particles:
-            stencils = {c: dynamic_stencil(forcing, state.t + c * dt) for c in fractions}
+        def velocity(forcing: VelocityField | PackedForcing, params: IceParams, t: Array) -> Any:
+            """``vel(pos, t, c)`` of the step starting at ``t``: snapshots cut once per stage time."""
+            if cfg.velocity_field == "grid":
+                rates = {
+                    c: corner_stencil(field_at_time(forcing.rates, forcing.times, t + c * dt))
+                    for c in fractions
+                }
 
-            def vel(pos, t, c):
+                def vel(pos, _t, c):
+                    gx, gy = fractional_index(forcing.grid, pos[0], pos[1])
+                    rate = bilinear_stencil(rates[c], gx, gy)
+                    return jnp.real(rate), jnp.imag(rate)
+
+                return vel
+            stencils = {c: dynamic_stencil(forcing, t + c * dt) for c in fractions}
+
+            def vel(pos, _t, c):
                 env = sample_env(stencils[c], forcing, stage, pos[0], pos[1])
                 return grid_rate(env, steady_velocity(env, params, cfg))
 
+            return vel
+
+        def step(
+            state: Particles,
+            forcing: VelocityField | PackedForcing,
+            params: IceParams,
+            props: Mapping[str, Array],
+        ) -> Particles:
+            vel = velocity(forcing, params, state.t)
             xn, yn = make_step(vel, cfg.scheme)((state.x, state.y), state.t, dt)
             wet, ok = wet_and_inside(forcing.wet, forcing.times, forcing.grid, state.t + dt, xn, yn)
             zero = jnp.zeros_like(xn)
@@ -336,7 +331,7 @@ def make_stepper(cfg: Config, channels: tuple[str, ...], dt: float) -> Any:
     ) -> Particles:
         env0 = sample_env(dynamic_stencil(forcing, state.t), forcing, stage, state.x, state.y)
         if cfg.releases_during_run:  # else run() started every particle before the loop
-            state = start_velocities(cfg, stage, state, env0, params, props)
+            state = start_velocities(cfg, state, env0, params, props)
         u0 = as_complex(state.u, state.v)
         k0, s0, m0, lock0, vi0 = system(env0, u0, params, props)
         u1, d1 = exp_update(u0, k0, s0, m0, dt)
@@ -388,7 +383,7 @@ def run(
         forcing = packed_forcing(channels, stage, forcing)
         if is_inertial(cfg):  # particles released at the start get their steady velocity here
             env = sample_env(dynamic_stencil(forcing, state.t), forcing, stage, state.x, state.y)
-            state = start_velocities(cfg, stage, state, env, params, props)
+            state = start_velocities(cfg, state, env, params, props)
 
     def inner(s: Particles, _: Any) -> tuple[Particles, None]:
         return step(s, forcing, params, props), None

@@ -307,14 +307,7 @@ def iceberg_linear_system(
     ua = as_complex(env["u10"], env["v10"])
     f = env["f"] * p.coriolis_factor
     mass = p.rho_iceberg * length * width * (draft + sail) * p.berg_weight_coef
-    dw = (
-        0.5 * p.rho_water * p.berg_water_form_drag * length * draft
-        + p.rho_water * p.berg_water_skin_drag * length * width
-    )
-    da = (
-        0.5 * p.rho_air * p.berg_air_form_drag * length * sail
-        + p.rho_air * p.berg_air_skin_drag * length * width
-    )
+    dw, da = _berg_drags(props, p)
     kw = dw * jnp.abs(uw - u)
     ka = da * jnp.abs(ua - u)
     k = kw + ka + 1j * mass * (f + _metric(env, u))

@@ -287,12 +287,8 @@ def shard_particles(prep: Prepared) -> Prepared:
 
     mesh = Mesh(np.array(devices), ("particles",))
     by_particle = NamedSharding(mesh, P(None, "particles"))
-    state = state._replace(
-        **{
-            k: jax.device_put(getattr(state, k), by_particle)
-            for k in ("x", "y", "u", "v", "status", "release")
-        }
-    )
+    per_particle = [k for k in state._fields if k != "t"]  # t is one time shared by all particles
+    state = state._replace(**{k: jax.device_put(getattr(state, k), by_particle) for k in per_particle})
     props = {k: jax.device_put(v, NamedSharding(mesh, P("particles"))) for k, v in props.items()}
     return prep._replace(args=(forcing, params, state, props))
 
