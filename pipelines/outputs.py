@@ -11,6 +11,7 @@ import os
 import shutil
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -46,25 +47,22 @@ def write_zarr_directory(path: str | Path, ds: xr.Dataset) -> Path:
     return path
 
 
-def write_table(path: str | Path, table: pd.DataFrame) -> Path:
-    """Write ``table`` as CSV (no index) at ``path`` atomically."""
-    path = Path(path)
+def _replace_file(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a temporary sibling of ``path``, then move it into place."""
     tmp = _temporary(path)
     try:
-        table.to_csv(tmp, index=False)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_table(path: str | Path, table: pd.DataFrame) -> Path:
+    """Write ``table`` as CSV (no index) at ``path`` atomically."""
+    return _replace_file(Path(path), lambda tmp: table.to_csv(tmp, index=False))
 
 
 def write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) at ``path`` atomically."""
-    path = Path(path)
-    tmp = _temporary(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return _replace_file(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
