@@ -256,16 +256,13 @@ class BlackOilSimulator(Simulator):
         r, vals = self.jacobian_values(fun, v)
         dv = -self.solve(vals, r)
         n, o = self.n, self.options
-        lim = o.dp_rel_newton * jnp.abs(v[:n])
-        dp = jnp.clip(dv[:n], -lim, lim)
-        ds = jnp.clip(dv[n : 2 * n], -o.ds_max_newton, o.ds_max_newton)
+        p_new, sw_new = self.damped_pressure_and_water(v, dv)
         x3 = v[2 * n : 3 * n]
         dx = jnp.clip(dv[2 * n : 3 * n], -o.ds_max_newton, o.ds_max_newton)
         x3_new = x3 + dx
         x3_new = jnp.where(x3 * x3_new < 0, 0.0, x3_new)  # switch: stop at the bubble point first
-        sw_new = jnp.clip(v[n : 2 * n] + ds, 0.0, 1.0)
         x3_new = jnp.clip(x3_new, -1.0, 1.0 - sw_new)
-        return jnp.concatenate([v[:n] + dp, sw_new, x3_new, v[3 * n :] + dv[3 * n :]])
+        return jnp.concatenate([p_new, sw_new, x3_new, v[3 * n :] + dv[3 * n :]])
 
     def _converged3(self, r: jnp.ndarray) -> jnp.ndarray:
         m = self.k * self.n

@@ -356,14 +356,19 @@ class Simulator:
         """One damped Newton update; returns (new vector, residual norm before the update)."""
         r, vals = self.jacobian_values(fun, v)
         dv = -self.solve(vals, r)
+        p_new, sw_new = self.damped_pressure_and_water(v, dv)
+        n = self.n
+        return jnp.concatenate([p_new, sw_new, v[2 * n :] + dv[2 * n :]]), jnp.max(jnp.abs(r))
+
+    def damped_pressure_and_water(self, v: jnp.ndarray, dv: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """New pressure and water saturation of a Newton update ``dv`` at ``v``: the pressure change
+        limited relative to the pressure, the saturation change by ``ds_max_newton`` (Appleyard), and
+        the saturation kept in [0, 1]."""
         n, o = self.n, self.options
         dp_lim = o.dp_rel_newton * jnp.abs(v[:n])
         dp = jnp.clip(dv[:n], -dp_lim, dp_lim)
         ds = jnp.clip(dv[n : 2 * n], -o.ds_max_newton, o.ds_max_newton)
-        dv = jnp.concatenate([dp, ds, dv[2 * n :]])
-        v_new = v + dv
-        v_new = v_new.at[n : 2 * n].set(jnp.clip(v_new[n : 2 * n], 0.0, 1.0))
-        return v_new, jnp.max(jnp.abs(r))
+        return v[:n] + dp, jnp.clip(v[n : 2 * n] + ds, 0.0, 1.0)
 
     # ---------------------------------------------------------------- time stepping
     def _setup(self, model: Model, params: tuple[jnp.ndarray, jnp.ndarray]) -> tuple[Model, jnp.ndarray]:
