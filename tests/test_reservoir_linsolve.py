@@ -1,4 +1,5 @@
-"""The pure-JAX block solver (twins/reservoir/linsolve.py) against SciPy's sparse LU, an independent solver.
+"""The pure-JAX direct solvers (twins/reservoir/linsolve.py block Thomas / cyclic reduction and
+twins/reservoir/redblack.py red-black + level-set Thomas) against SciPy's sparse LU, an independent solver.
 
 Real Newton Jacobians of the shipped decks (2-D quarter five-spot, 3-D layered 15x15x3 with EQUIL and
 capillary pressure, and the quarter five-spot with ACTNUM holes), synthetic matrices with 3 unknowns per
@@ -25,10 +26,17 @@ import jax.numpy as jnp  # noqa: E402
 from pipelines.sources.reservoir import read_deck_full  # noqa: E402
 from twins.reservoir.adapter import build  # noqa: E402
 from twins.reservoir.linsolve import BlockSolver, cell_ordering  # noqa: E402
+from twins.reservoir.redblack import RedBlackSolver, level_sets  # noqa: E402
 from twins.reservoir.solver import Options  # noqa: E402
 
 CATALOG = Path(__file__).resolve().parents[1] / "catalogs" / "reservoir"
-METHODS = ("thomas", "cyclic")
+METHODS = ("thomas", "cyclic", "redblack")
+
+
+def _solver(method: str, rows, cols, n: int, k: int, nw: int, a, b):
+    if method == "redblack":
+        return RedBlackSolver(rows, cols, n, k, nw, a, b)
+    return BlockSolver(rows, cols, n, k, nw, a, b, method=method)
 
 
 def _holes_deck(tmp_path: Path) -> Path:
@@ -85,7 +93,7 @@ def deck_jacobian(request, tmp_path_factory):
 def test_matches_superlu_on_deck_jacobians(deck_jacobian, method: str) -> None:
     """J x = r and J^T x = r to a relative residual of 1e-12 and SuperLU's solution to 1e-9."""
     name, sim, vals, r = deck_jacobian
-    solver = BlockSolver(sim.rows, sim.cols, sim.n, 2, sim.nw, sim.conn_a, sim.conn_b, method=method)
+    solver = _solver(method, sim.rows, sim.cols, sim.n, 2, sim.nw, sim.conn_a, sim.conn_b)
     mat = _scipy(sim, vals)
     solve = jax.jit(solver.solve, static_argnums=2)
     for transpose, a in ((False, mat), (True, mat.T.tocsc())):
@@ -93,11 +101,16 @@ def test_matches_superlu_on_deck_jacobians(deck_jacobian, method: str) -> None:
         ref = spla.spsolve(a, r)
         assert np.linalg.norm(a @ x - r) / np.linalg.norm(r) < 1e-12, (name, transpose)
         assert np.max(np.abs(x - ref)) / np.max(np.abs(ref)) < 1e-9, (name, transpose)
-    if name == "LAYERED_WATERFLOOD":  # 3-D: reverse Cuthill-McKee beats the natural (layer-major) order
+    if (
+        name == "LAYERED_WATERFLOOD" and method != "redblack"
+    ):  # 3-D: RCM beats the natural (layer-major) order
         assert solver.b < 15 * 15
+    if method == "redblack":  # black level blocks: never larger than the bandwidth chunks
+        assert solver.m <= 2 * cell_ordering(sim.n, sim.conn_a, sim.conn_b)[1]
 
 
-def test_vmap_over_a_batch_of_jacobians() -> None:
+@pytest.mark.parametrize("method", ("thomas", "redblack"))
+def test_vmap_over_a_batch_of_jacobians(method: str) -> None:
     """A vmapped solve over Jacobians of different permeabilities/time steps equals SuperLU member by member."""
     members = [
         _jacobian(CATALOG / "QFS_WATERFLOOD.DATA", m, d) for m, d in ((0.5, 1.0), (1.0, 5.0), (2.0, 30.0))
@@ -105,20 +118,21 @@ def test_vmap_over_a_batch_of_jacobians() -> None:
     sim = members[0][0]
     vals = jnp.asarray(np.stack([m[1] for m in members]))
     rhs = jnp.asarray(np.stack([m[2] for m in members]))
-    solver = BlockSolver(sim.rows, sim.cols, sim.n, 2, sim.nw, sim.conn_a, sim.conn_b)
+    solver = _solver(method, sim.rows, sim.cols, sim.n, 2, sim.nw, sim.conn_a, sim.conn_b)
     x = np.asarray(jax.jit(jax.vmap(solver.linear_solve))(vals, rhs))
     for i, (s, v, r) in enumerate(members):
         ref = spla.spsolve(_scipy(s, v), r)
         assert np.max(np.abs(x[i] - ref)) / np.max(np.abs(ref)) < 1e-9
 
 
-def test_gradient_through_the_solve() -> None:
+@pytest.mark.parametrize("method", ("thomas", "redblack"))
+def test_gradient_through_the_solve(method: str) -> None:
     """Reverse-mode gradients (transpose solve) equal the adjoint formulas evaluated with SuperLU.
 
     For L = g . x with J x = r: dL/dr = J^-T g and dL/dJ_ij = -lambda_i x_j, lambda = J^-T g.
     """
     sim, vals, r = _jacobian(CATALOG / "QFS_WATERFLOOD.DATA")
-    solver = BlockSolver(sim.rows, sim.cols, sim.n, 2, sim.nw, sim.conn_a, sim.conn_b)
+    solver = _solver(method, sim.rows, sim.cols, sim.n, 2, sim.nw, sim.conn_a, sim.conn_b)
     g = np.cos(np.arange(r.size))
 
     def loss(v: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
@@ -170,8 +184,9 @@ def test_three_unknowns_per_cell(dims: tuple[int, int, int], wells: tuple[int, .
     mat = sp.csc_matrix((vals, (rows, cols)), shape=(3 * n + perf.size,) * 2)
     rhs = rng.standard_normal(mat.shape[0])
     for method in METHODS:
-        solver = BlockSolver(rows, cols, n, 3, perf.size, a, b, method=method)
-        assert solver.m == 3 * solver.b
+        solver = _solver(method, rows, cols, n, 3, perf.size, a, b)
+        if method != "redblack":
+            assert solver.m == 3 * solver.b
         x = np.asarray(jax.jit(solver.solve)(jnp.asarray(vals), jnp.asarray(rhs)))
         np.testing.assert_allclose(x, spla.spsolve(mat, rhs), rtol=1e-10, atol=1e-12)
 
@@ -186,5 +201,48 @@ def test_ordering_bandwidth_and_bad_input() -> None:
     cols_bad = np.concatenate([cols, [674]])  # couples the first and the last cell: not a connection
     with pytest.raises(ValueError, match="not neighbours"):
         BlockSolver(rows_bad, cols_bad, 675, 2, 1, a, b)
+    with pytest.raises(ValueError, match="not neighbours"):
+        RedBlackSolver(rows_bad, cols_bad, 675, 2, 1, a, b)
     with pytest.raises(ValueError, match="linear_solver"):
         Options(linear_solver="lu")
+
+
+def test_level_sets_red_black_split() -> None:
+    """Breadth-first levels of a grid from a corner are its diagonals (i + j + k); a triangle is refused."""
+    a, b, rows, cols = _grid_pattern(6, 4, 2, 2, np.array([5]))
+    level = level_sets(48, a, b)
+    assert np.all(np.abs(level[a] - level[b]) == 1)
+    i, j, k = np.arange(48) % 6, (np.arange(48) // 6) % 4, np.arange(48) // 24
+    corner = int(np.argmin(level))
+    dist = np.abs(i - i[corner]) + np.abs(j - j[corner]) + np.abs(k - k[corner])
+    np.testing.assert_array_equal(level, dist)  # Manhattan distance from the start corner
+    assert dist.max() == 5 + 3 + 1  # the start is a corner (peripheral)
+    solver = RedBlackSolver(rows, cols, 48, 2, 1, a, b)
+    assert sorted(solver.red.tolist() + solver.black.tolist()) == list(range(48))
+    assert np.all(level[solver.red] % 2 == 1)
+    with pytest.raises(ValueError, match="not bipartite"):  # a non-neighbour connection closing an odd cycle
+        level_sets(3, np.array([0, 1, 0]), np.array([1, 2, 2]))
+
+
+def test_auto_falls_back_for_a_non_bipartite_grid() -> None:
+    """``linear_solver="auto"`` uses red-black on a Cartesian grid, the bandwidth solver when an NNC
+    closes an odd cycle; asking for red-black there is refused by name."""
+    from twins.reservoir import geometry
+    from twins.reservoir.solver import Simulator
+
+    ones = np.ones((1, 3, 3))
+    static = {"permx": ones, "permy": ones, "permz": ones, "dx": ones, "dy": ones, "dz": ones, "ntg": ones,
+              "actnum": ones, "multx": ones, "multy": ones, "multz": ones}  # fmt: skip
+    conn = geometry.connections(static)
+    perf = np.array([0])
+    assert isinstance(Simulator(9, 1, conn, perf, perf, False, Options()).block, RedBlackSolver)
+    nnc = conn._replace(
+        **{
+            f: np.append(getattr(conn, f), v)
+            for f, v in zip(conn._fields, (0, 4, 1.0, 1.0, 1.0), strict=True)
+        }
+    )
+    sim = Simulator(9, 1, nnc, perf, perf, False, Options())
+    assert isinstance(sim.block, BlockSolver)
+    with pytest.raises(ValueError, match="not bipartite"):
+        Simulator(9, 1, nnc, perf, perf, False, Options(linear_solver="redblack"))

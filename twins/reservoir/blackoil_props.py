@@ -31,7 +31,14 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from .props import TableError, _interp_extrap, check_pvt_table, check_saturation_table
+from .props import (
+    TableError,
+    _interp_extrap,
+    check_pvt_table,
+    check_saturation_table,
+    interp_clamped,
+    table_segment,
+)
 
 PAD = 1e30  # pressure padding of the undersaturated branches
 
@@ -147,8 +154,8 @@ def oil_pvt(fluid: BOFluid, p: jnp.ndarray, rs: jnp.ndarray) -> tuple[jnp.ndarra
     p = jnp.reshape(jnp.asarray(p, float), (-1,))
     rs = jnp.reshape(jnp.broadcast_to(rs, shape), (-1,))
     nodes = fluid.rs_nodes
-    i = jnp.clip(jnp.searchsorted(nodes, rs) - 1, 0, nodes.shape[0] - 2)
-    alpha = (rs - nodes[i]) / (nodes[i + 1] - nodes[i])
+    upper, alpha = table_segment(rs, nodes)
+    i = upper - 1
     shift = fluid.pb_nodes[i + 1] - fluid.pb_nodes[i]
     b1, bm1 = _branch(fluid, i, p - alpha * shift)
     b2, bm2 = _branch(fluid, i + 1, p + (1 - alpha) * shift)
@@ -168,13 +175,11 @@ def relperm3(
     """``(k_rw, k_ro, k_rg, p_cow, p_cgo)``: SWOF/SGOF with Eclipse's default three-phase oil model."""
     w, g = fluid.swof, fluid.sgof
     swco = w[0, 0]
-    krw = jnp.interp(sw, w[:, 0], w[:, 1])
-    pcow = jnp.interp(sw, w[:, 0], w[:, 3])
-    krg = jnp.interp(sg, g[:, 0], g[:, 1])
-    pcgo = jnp.interp(sg, g[:, 0], g[:, 3])
+    krw, pcow = interp_clamped(sw, w[:, 0], w[:, 1], w[:, 3])
+    krg, pcgo = interp_clamped(sg, g[:, 0], g[:, 1], g[:, 3])
     swf = jnp.maximum(sw, swco)
-    krow = jnp.interp(sg + swf, w[:, 0], w[:, 2])
-    krog = jnp.interp(sg + swf - swco, g[:, 0], g[:, 2])
+    (krow,) = interp_clamped(sg + swf, w[:, 0], w[:, 2])
+    (krog,) = interp_clamped(sg + swf - swco, g[:, 0], g[:, 2])
     den = sg + swf - swco
     safe = jnp.where(den > 1e-5, den, 1.0)
     kro = jnp.where(den > 1e-5, (sg * krog + (swf - swco) * krow) / safe, 0.5 * (krog + krow))

@@ -41,12 +41,41 @@ class Fluid(NamedTuple):
     rock: jnp.ndarray  # (p_ref Pa, c_r 1/Pa)
 
 
+SHORT_TABLE = 64  # up to this many nodes a table is searched by comparing with every node (vectorises)
+
+
+def table_segment(x: jnp.ndarray, xp: jnp.ndarray, side: str = "left") -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Segment ``[xp[i-1], xp[i]]`` of every ``x`` in the increasing nodes ``xp`` and the weight of ``xp[i]``.
+
+    ``i`` is ``searchsorted(xp, x, side)`` clipped to ``[1, len(xp) - 1]`` (so points outside the table
+    use the end segments); short tables count the nodes below ``x`` instead of a binary search.
+    """
+    n = xp.shape[0]
+    if n > SHORT_TABLE:
+        i = jnp.searchsorted(xp, x, side=side)
+    elif side == "left":
+        i = jnp.sum(x[..., None] > xp, axis=-1)
+    else:
+        i = jnp.sum(x[..., None] >= xp, axis=-1)
+    i = jnp.clip(i, 1, n - 1)
+    x0 = xp[i - 1]
+    return i, (x - x0) / (xp[i] - x0)
+
+
 def _interp_extrap(x: jnp.ndarray, xp: jnp.ndarray, fp: jnp.ndarray) -> jnp.ndarray:
     """Piecewise-linear interpolation with linear extrapolation at both ends."""
-    idx = jnp.clip(jnp.searchsorted(xp, x) - 1, 0, xp.shape[0] - 2)
-    x0, x1 = xp[idx], xp[idx + 1]
-    f0, f1 = fp[idx], fp[idx + 1]
-    return f0 + (f1 - f0) * (x - x0) / (x1 - x0)
+    i, w = table_segment(x, xp)
+    return fp[i - 1] + w * (fp[i] - fp[i - 1])
+
+
+def interp_clamped(x: jnp.ndarray, xp: jnp.ndarray, *fps: jnp.ndarray) -> list[jnp.ndarray]:
+    """``jnp.interp(x, xp, fp)`` for several tables ``fps`` on the same nodes (one search for all):
+    linear inside, constant beyond the ends, same segment choice at the nodes."""
+    i, w = table_segment(x, xp, side="right")
+    below, above = x < xp[0], x > xp[-1]
+    return [
+        jnp.where(below, fp[0], jnp.where(above, fp[-1], fp[i - 1] + w * (fp[i] - fp[i - 1]))) for fp in fps
+    ]
 
 
 def _expansion(p: jnp.ndarray, pars: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -78,9 +107,7 @@ def pore_volume(fluid: Fluid, pv_ref: jnp.ndarray, p: jnp.ndarray) -> jnp.ndarra
 
 def relperm(fluid: Fluid, sw: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """``(k_rw, k_rh, p_c)`` at water saturation ``sw`` (constant beyond the table ends)."""
-    krw = jnp.interp(sw, fluid.sat_sw, fluid.sat_krw)
-    krh = jnp.interp(sw, fluid.sat_sw, fluid.sat_krh)
-    pc = jnp.interp(sw, fluid.sat_sw, fluid.sat_pc)
+    krw, krh, pc = interp_clamped(sw, fluid.sat_sw, fluid.sat_krw, fluid.sat_krh, fluid.sat_pc)
     return krw, krh, pc
 
 

@@ -9,8 +9,9 @@ divided by the cell's reference pore volume (so that they read as saturation err
 with upstream-weighted mobilities and a gravity term in each flux, and the well equations of
 :mod:`.wells`. Newton's Jacobian comes from JAX forward-mode autodiff, compressed by a distance-2
 colouring of its known sparsity (one JVP per colour, ~15-25 colours), and each Newton system is solved
-by a direct method (``Options.linear_solver``: the pure-JAX block solver of :mod:`.linsolve`, which
-batches under ``vmap``, or SuperLU through ``jax.pure_callback``) wrapped in ``lax.custom_linear_solve``,
+by a direct method (``Options.linear_solver``: the pure-JAX red-black / level-set solver of
+:mod:`.redblack` or block solver of :mod:`.linsolve`, which batch under ``vmap``, or SuperLU through
+``jax.pure_callback``) wrapped in ``lax.custom_linear_solve``,
 so gradients flow through the solves. Time steps adapt (growth limited by the saturation change) and
 are halved when Newton fails. The report-step loop is ``lax.scan``, the sub-steps ``lax.while_loop``;
 a fixed-step variant (``lax.scan`` throughout) is reverse-differentiable for history matching.
@@ -31,6 +32,7 @@ import numpy as np
 
 from . import linsolve, props, wells
 from .geometry import Connections, transmissibility
+from .redblack import RedBlackSolver
 
 P_UNIT = 1e5  # the pressure unknown is in bar
 
@@ -86,19 +88,23 @@ class Options:
     dp_target: float = 20.0  # bar of pressure change per step used to size the next step
     dp_rel_newton: float = 0.3  # relative pressure change limit per Newton update (as OPM's dpMaxRel)
     max_substeps: int = 2000
-    # Newton's linear solver: "block" (.linsolve block Thomas, pure JAX, batches under vmap), "cyclic"
-    # (.linsolve block cyclic reduction: fewer, larger kernels, for accelerators), "superlu" (SciPy on
-    # the host, members of a vmap one after another) or "auto": "block" when its dense blocks are at
-    # most AUTO_BLOCK_MAX unknowns (faster than SuperLU there on one CPU thread), else "superlu"
+    # Newton's linear solver: "redblack" (.redblack: red-black elimination + level-set block Thomas,
+    # pure JAX, batches under vmap; bipartite cell graphs such as Cartesian grids), "block" (.linsolve
+    # block Thomas over bandwidth chunks, any graph), "cyclic" (.linsolve block cyclic reduction: fewer,
+    # larger kernels, for accelerators), "superlu" (SciPy on the host, members of a vmap one after
+    # another) or "auto": "redblack" when the graph is bipartite and its level blocks are at most
+    # AUTO_BLOCK_MAX unknowns, else "block" under the same bound, else "superlu"
     linear_solver: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.linear_solver not in ("auto", "block", "cyclic", "superlu"):
+        if self.linear_solver not in LINEAR_SOLVERS:
             raise ValueError(
-                f"Options.linear_solver must be 'auto', 'block', 'cyclic' or 'superlu', got {self.linear_solver!r}"
+                f"Options.linear_solver must be one of {', '.join(map(repr, LINEAR_SOLVERS))}, "
+                f"got {self.linear_solver!r}"
             )
 
 
+LINEAR_SOLVERS = ("auto", "redblack", "block", "cyclic", "superlu")
 AUTO_BLOCK_MAX = 100  # measured crossover: m = 90 (15x15x3) block 1.4x faster, m = 120 (60x220) SuperLU 1.8x
 
 
@@ -138,12 +144,22 @@ class Simulator:
             [self.perf_cell[self.perf_well == k][0] for k in range(self.nw)], dtype=np.int64
         )
         self.rows, self.cols, self.colors, self.n_colors = self._pattern()
-        self.block: linsolve.BlockSolver | None = None
+        self.block: linsolve.BlockSolver | RedBlackSolver | None = None
         method = self.options.linear_solver
-        if method == "auto":
+        if method in ("auto", "redblack"):
+            try:
+                self.block = RedBlackSolver(
+                    self.rows, self.cols, self.n, self.k, self.nw, self.conn_a, self.conn_b
+                )
+            except ValueError:
+                if method == "redblack":
+                    raise
+            if method == "auto" and self.block is not None and self.block.m > AUTO_BLOCK_MAX:
+                self.block = None
+        if method == "auto" and self.block is None:
             band = linsolve.cell_ordering(self.n, self.conn_a, self.conn_b)[1]
-            method = "block" if 2 * band <= AUTO_BLOCK_MAX else "superlu"
-        if method != "superlu":
+            method = "block" if self.k * band <= AUTO_BLOCK_MAX else "superlu"
+        if method in ("block", "cyclic"):
             self.block = linsolve.BlockSolver(
                 self.rows, self.cols, self.n, getattr(self, "k", 2), self.nw, self.conn_a, self.conn_b,
                 method="thomas" if method == "block" else "cyclic",
@@ -320,7 +336,8 @@ class Simulator:
     def solve(self, vals: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:
         """Solve ``J x = rhs``, differentiable via ``custom_linear_solve`` (``Options.linear_solver``).
 
-        ``"block"``/``"cyclic"``: :class:`.linsolve.BlockSolver` (pure JAX, batched under ``vmap``);
+        ``"redblack"``: :class:`.redblack.RedBlackSolver`; ``"block"``/``"cyclic"``:
+        :class:`.linsolve.BlockSolver` (both pure JAX, batched under ``vmap``);
         ``"superlu"``: SciPy's sparse LU on the host through ``jax.pure_callback`` (members of a vmap
         one after another).
         """

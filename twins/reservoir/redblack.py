@@ -1,0 +1,317 @@
+"""Direct solver for reservoir Jacobians in pure JAX: red-black elimination, then block Thomas over level sets.
+
+The cell graph of a Cartesian (or any bipartite) grid splits into breadth-first level sets from a
+peripheral cell, with every connection joining two consecutive levels. Cells on odd levels ("red")
+never touch each other, so the red unknowns are eliminated exactly with one ``k x k`` inverse per red
+cell (``k`` unknowns per cell); what remains couples only the even ("black") levels, each to itself and
+to the next black level. That reduced system is block-tridiagonal with blocks as large as the black
+levels, each its own size (a square grid's diagonals grow and shrink), and is solved by a block Thomas
+elimination unrolled over the levels; the red unknowns follow by back substitution. Well unknowns
+are kept out by a Schur complement, as in :mod:`.linsolve`::
+
+    J = [[A, B],      A x_c + B x_w = r_c
+         [C, D]]      x_w = (D - C A^-1 B)^-1 (r_w - C A^-1 r_c)
+
+For a 20 x 20 grid the level blocks hold at most 20 cells and only half the levels remain, so the
+dense work is about a quarter of :class:`.linsolve.BlockSolver`'s (whose chunks all have the bandwidth's
+size); on a 15 x 15 x 3 grid it is about a fifth. No pivoting happens between cells (partial pivoting
+inside each level block's LU), as in :mod:`.linsolve`; both are checked against SciPy's sparse LU in
+``tests/test_reservoir_linsolve.py``. Everything traced is plain ``jax.numpy``: it batches under
+``jax.vmap``, runs under ``jax.jit`` on any backend and differentiates (``custom_linear_solve``).
+A graph that is not bipartite (non-neighbour connections closing an odd cycle) is refused with a
+``ValueError`` at set-up; the caller then uses :class:`.linsolve.BlockSolver`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def level_sets(n: int, conn_a: np.ndarray, conn_b: np.ndarray) -> np.ndarray:
+    """Breadth-first level of every cell from a peripheral cell of its connected component.
+
+    Raises ``ValueError`` when a connection joins two cells of the same level (the graph is not
+    bipartite, so red-black elimination does not apply).
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components, shortest_path
+
+    a, b = np.asarray(conn_a, np.int64), np.asarray(conn_b, np.int64)
+    graph = sp.coo_matrix((np.ones(a.size), (a, b)), shape=(n, n)).tocsr()
+    graph = (graph + graph.T).tocsr()
+    n_comp, label = connected_components(graph, directed=False)
+    level = np.zeros(n, np.int64)
+    for c in range(n_comp):
+        members = np.flatnonzero(label == c)
+        start = members[0]
+        for _ in range(2):  # two sweeps: the farthest cell from the farthest cell is peripheral
+            dist = shortest_path(graph, unweighted=True, indices=start)
+            start = members[np.argmax(dist[members])]
+        dist = shortest_path(graph, unweighted=True, indices=start)
+        level[members] = dist[members].astype(np.int64)
+    if a.size and np.any(np.abs(level[a] - level[b]) != 1):
+        raise ValueError("cell graph is not bipartite (a connection joins two cells of one level)")
+    return level
+
+
+class RedBlackSolver:
+    """Exact solver of ``J x = r`` for one fixed Jacobian sparsity (see the module docstring).
+
+    Parameters
+    ----------
+    rows, cols
+        Coordinates of the Jacobian's nonzeros (no duplicates); ``vals`` follow this order.
+    n_cells, k, n_wells
+        Cells, unknowns per cell (laid out variable-major: unknown ``var * n + cell``), well unknowns.
+    conn_a, conn_b
+        Cell connections; every cell-cell nonzero must lie on the diagonal or on a connection.
+    """
+
+    method = "redblack"
+
+    def __init__(
+        self,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        n_cells: int,
+        k: int,
+        n_wells: int,
+        conn_a: np.ndarray,
+        conn_b: np.ndarray,
+    ) -> None:
+        n, k, nw = int(n_cells), int(k), int(n_wells)
+        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+        self.n, self.k, self.nw, self.size, self.nnz = n, k, nw, k * n + nw, rows.size
+        if rows.shape != cols.shape or rows.ndim != 1:
+            raise ValueError(f"rows and cols must be 1-D of equal length, got {rows.shape} and {cols.shape}")
+        if rows.size and (min(rows.min(), cols.min()) < 0 or max(rows.max(), cols.max()) >= self.size):
+            raise ValueError(
+                f"Jacobian coordinates must lie in [0, {self.size}) for {n} cells x {k} + {nw} wells"
+            )
+        self.rows, self.cols = rows, cols
+        level = level_sets(n, conn_a, conn_b)
+        self.red = np.flatnonzero(level % 2 == 1)
+        black = np.flatnonzero(level % 2 == 0)
+        order = np.argsort(level[black], kind="stable")
+        self.black = black[order]
+        chunk_of = level[self.black] // 2
+        self.sizes = np.bincount(chunk_of).astype(np.int64)  # cells per black level
+        self.m = int(k * self.sizes.max(initial=1))  # largest dense block (reported like BlockSolver.m)
+        # black cell -> (chunk, position in chunk)
+        self.chunk = np.full(n, -1, np.int64)
+        self.pos = np.full(n, -1, np.int64)
+        starts = np.concatenate([[0], np.cumsum(self.sizes)])
+        self.chunk[self.black] = chunk_of
+        self.pos[self.black] = np.arange(self.black.size) - starts[chunk_of]
+        # red cell neighbours (black cells), padded with -1
+        a, b = np.asarray(conn_a, np.int64), np.asarray(conn_b, np.int64)
+        is_red = np.zeros(n, bool)
+        is_red[self.red] = True
+        r_of = np.where(is_red[a], a, b)
+        t_of = np.where(is_red[a], b, a)
+        red_index = np.full(n, -1, np.int64)
+        red_index[self.red] = np.arange(self.red.size)
+        ri = red_index[r_of]
+        deg = np.bincount(ri, minlength=self.red.size)
+        self.dmax = max(int(deg.max(initial=0)), 1)
+        self.nbr = np.full((self.red.size, self.dmax), -1, np.int64)
+        slot = np.zeros(self.red.size, np.int64)
+        for r, t in zip(ri, t_of, strict=True):
+            self.nbr[r, slot[r]] = t
+            slot[r] += 1
+        to_black = np.full(n + 1, self.black.size, np.int64)  # cell -> black index (n, padding -> dump)
+        to_black[self.black] = np.arange(self.black.size)
+        self.nbr_black = to_black[np.where(self.nbr >= 0, self.nbr, n)]  # (nr, d); padding -> n_black
+        self._check_pattern()
+        self.maps = self._maps(rows, cols), self._maps(cols, rows)
+
+    # ---------------------------------------------------------------- set-up (numpy)
+    def _check_pattern(self) -> None:
+        nc, n = self.k * self.n, self.n
+        sel = (self.rows < nc) & (self.cols < nc)
+        ca, cb = self.rows[sel] % n, self.cols[sel] % n
+        ok = ca == cb
+        same_colour = (self.chunk[ca] >= 0) == (self.chunk[cb] >= 0)
+        if np.any(~ok & same_colour):
+            bad = np.flatnonzero(sel)[np.flatnonzero(~ok & same_colour)[0]]
+            raise ValueError(
+                f"Jacobian entry ({self.rows[bad]}, {self.cols[bad]}) couples two cells that are not neighbours "
+                "in the connection list"
+            )
+
+    def _maps(self, rows: np.ndarray, cols: np.ndarray) -> dict[str, Any]:
+        """Gather/scatter indices for the matrix with nonzeros at (rows, cols) (``J`` or ``J^T``)."""
+        import scipy.sparse as sp
+
+        n, k, nnz, nc = self.n, self.k, self.nnz, self.k * self.n
+        lookup = sp.csr_matrix((np.arange(nnz) + 1.0, (rows, cols)), shape=(self.size, self.size))
+
+        def entry(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+            """Index in [vals, 0] of entry (r, c); missing entries and negative (padding) cells -> nnz."""
+            if r.size == 0:
+                return np.zeros(r.shape, np.int32)
+            valid = (r >= 0) & (c >= 0)
+            rr, cc = np.where(valid, r, 0).reshape(-1), np.where(valid, c, 0).reshape(-1)
+            out = np.asarray(lookup[rr, cc]).reshape(r.shape).astype(np.int64) - 1
+            return np.where(valid & (out >= 0), out, nnz).astype(np.int32)
+
+        var = np.arange(k)
+
+        def block(cr: np.ndarray, cc: np.ndarray) -> np.ndarray:
+            """(..., k, k) entry indices of the k x k coupling block of cells cr (rows) to cc (cols)."""
+            ur = np.where(cr[..., None] >= 0, var * n + cr[..., None], -1)
+            uc = np.where(cc[..., None] >= 0, var * n + cc[..., None], -1)
+            return entry(*np.broadcast_arrays(ur[..., :, None], uc[..., None, :]))
+
+        red, nbr = self.red, self.nbr
+        maps: dict[str, Any] = {
+            "rr": block(red, red),  # (nr, k, k)
+            "rb": block(np.repeat(red[:, None], self.dmax, 1), nbr),  # (nr, d, k, k)
+            "br": block(nbr, np.repeat(red[:, None], self.dmax, 1)),  # (nr, d, k, k)
+        }
+        # flat storage of the black level blocks: diag (m_j, m_j), lower (m_j, m_j-1), upper (m_j, m_j+1)
+        m = self.k * self.sizes
+        nb = m.size
+        shapes = []
+        for j in range(nb):
+            shapes += [
+                ("D", j, m[j], m[j]),
+                ("L", j, m[j], m[j - 1] if j else 0),
+                ("U", j, m[j], m[j + 1] if j + 1 < nb else 0),
+            ]
+        offsets, total = {}, 0
+        for kind, j, r_, c_ in shapes:
+            offsets[kind, j] = (total, (int(r_), int(c_)))
+            total += int(r_ * c_)
+        self.layout, self.total = offsets, total
+
+        def flat(cr: np.ndarray, cc: np.ndarray) -> np.ndarray:
+            """Flat storage position of every entry of the k x k blocks (cr, cc) (black cells; -1: dump)."""
+            jr, jc = self.chunk[np.maximum(cr, 0)], self.chunk[np.maximum(cc, 0)]
+            kind = np.where(jc == jr, 0, np.where(jc == jr - 1, 1, 2))
+            base = np.zeros(cr.shape, np.int64)
+            width = np.ones(cr.shape, np.int64)
+            for code, name in enumerate("DLU"):
+                for j in range(nb):
+                    if (name, j) not in offsets:
+                        continue
+                    sel = (kind == code) & (jr == j)
+                    base[sel], width[sel] = offsets[name, j][0], offsets[name, j][1][1]
+            pr, pc = self.pos[np.maximum(cr, 0)], self.pos[np.maximum(cc, 0)]
+            out = (
+                base[..., None, None]
+                + (pr[..., None, None] * k + var[:, None]) * width[..., None, None]
+                + pc[..., None, None] * k
+                + var[None, :]
+            )
+            ok = (cr >= 0) & (cc >= 0) & (np.abs(jr - jc) <= 1)
+            return np.where(ok[..., None, None], out, total)
+
+        black = self.black
+        maps["bb"], maps["bb_pos"] = block(black, black), flat(black, black)
+        nbr_s = np.repeat(nbr[:, :, None], self.dmax, 2)
+        nbr_t = np.repeat(nbr[:, None, :], self.dmax, 1)
+        maps["pair_pos"] = flat(nbr_s, nbr_t)  # (nr, d, d, k, k)
+        # wells: B (cell unknowns x wells), C (wells x cell unknowns), D (wells x wells)
+        cu, wu = np.arange(nc), nc + np.arange(self.nw)
+        maps["B"] = entry(*np.broadcast_arrays(cu[:, None], wu[None, :]))
+        maps["C"] = entry(*np.broadcast_arrays(wu[:, None], cu[None, :]))
+        maps["D"] = entry(*np.broadcast_arrays(wu[:, None], wu[None, :]))
+        return maps
+
+    # ---------------------------------------------------------------- traced (jax)
+    def _cells(self, src: jnp.ndarray, maps: dict, rhs: jnp.ndarray) -> jnp.ndarray:
+        """Solve ``A X = rhs`` for the cell block ``A`` (rhs: (k n, q), variable-major rows)."""
+        n, k, q = self.n, self.k, rhs.shape[-1]
+        per_cell = rhs.reshape(k, n, q).transpose(1, 0, 2)  # (n, k, q)
+        a_rr, a_rb, a_br = src[maps["rr"]], src[maps["rb"]], src[maps["br"]]
+        r_inv = _small_inverse(a_rr)
+        g_mat = r_inv[:, None] @ a_rb  # (nr, d, k, k): A_rr^-1 A_rb
+        g_rhs = r_inv @ per_cell[self.red]  # (nr, k, q)
+        flat = (
+            jnp.zeros(self.total + 1, src.dtype)
+            .at[maps["bb_pos"].reshape(-1)]
+            .add(src[maps["bb"]].reshape(-1))
+        )
+        schur = -(a_br[:, :, None] @ g_mat[:, None, :, :, :])  # (nr, d, d, k, k)
+        flat = flat.at[maps["pair_pos"].reshape(-1)].add(schur.reshape(-1))
+        f_black = (
+            jnp.concatenate([per_cell[self.black], jnp.zeros((1, k, q), src.dtype)])
+            .at[self.nbr_black.reshape(-1)]
+            .add(-(a_br @ g_rhs[:, None]).reshape(-1, k, q))[:-1]
+        )
+        x_black = self._thomas(flat, f_black, q)  # (n_black, k, q)
+        xb_pad = jnp.concatenate([x_black, jnp.zeros((1, k, q), src.dtype)])
+        x_red = g_rhs - jnp.sum(g_mat @ xb_pad[self.nbr_black], axis=1)
+        out = jnp.zeros((n, k, q), src.dtype).at[self.black].set(x_black).at[self.red].set(x_red)
+        return out.transpose(1, 0, 2).reshape(k * n, q)
+
+    def _thomas(self, flat: jnp.ndarray, f_black: jnp.ndarray, q: int) -> jnp.ndarray:
+        """Block Thomas over the black levels (unrolled: every level has its own size)."""
+        k, nb = self.k, self.sizes.size
+        starts = np.concatenate([[0], np.cumsum(self.sizes)])
+
+        def blk(name: str, j: int) -> jnp.ndarray:
+            off, shape = self.layout[name, j]
+            return flat[off : off + shape[0] * shape[1]].reshape(shape)
+
+        ws, ys = [], []
+        for j in range(nb):
+            f = f_black[starts[j] : starts[j + 1]].reshape(-1, q)
+            s = blk("D", j)
+            if j:
+                lo = blk("L", j)
+                s = s - lo @ ws[-1]
+                f = f - lo @ ys[-1]
+            up = blk("U", j) if j + 1 < nb else jnp.zeros((s.shape[0], 0), s.dtype)
+            sol = jnp.linalg.solve(s, jnp.concatenate([up, f], axis=-1))
+            ws.append(sol[:, : up.shape[1]])
+            ys.append(sol[:, up.shape[1] :])
+        xs = [ys[-1]]
+        for j in range(nb - 2, -1, -1):
+            xs.append(ys[j] - ws[j] @ xs[-1])
+        return jnp.concatenate(xs[::-1]).reshape(-1, k, q)
+
+    def solve(self, vals: jnp.ndarray, rhs: jnp.ndarray, transpose: bool = False) -> jnp.ndarray:
+        """Solve ``J x = rhs`` (or ``J^T x = rhs``) for the Jacobian with nonzeros ``vals``."""
+        maps = self.maps[1 if transpose else 0]
+        src = jnp.concatenate([vals, jnp.zeros(1, vals.dtype)])
+        nc = self.k * self.n
+        if self.nw == 0:
+            return self._cells(src, maps, rhs[:nc, None])[:, 0]
+        b_mat, c_mat, d_mat = src[maps["B"]], src[maps["C"]], src[maps["D"]]
+        sol = self._cells(src, maps, jnp.concatenate([rhs[:nc, None], b_mat], axis=1))
+        y, z = sol[:, 0], sol[:, 1:]
+        x_w = jnp.linalg.solve(d_mat - c_mat @ z, rhs[nc:] - c_mat @ y)
+        return jnp.concatenate([y - z @ x_w, x_w])
+
+    def matvec(self, vals: jnp.ndarray, u: jnp.ndarray) -> jnp.ndarray:
+        """``J u`` from the nonzeros ``vals``."""
+        return jax.ops.segment_sum(vals * u[self.cols], self.rows, self.size)
+
+    def linear_solve(self, vals: jnp.ndarray, rhs: jnp.ndarray) -> Any:
+        """:meth:`solve` wrapped in ``lax.custom_linear_solve`` (differentiable, transpose solve included)."""
+        return jax.lax.custom_linear_solve(
+            lambda u: self.matvec(vals, u),
+            rhs,
+            lambda _mv, b: self.solve(vals, b),
+            lambda _vm, b: self.solve(vals, b, transpose=True),
+        )
+
+
+def _small_inverse(a: jnp.ndarray) -> jnp.ndarray:
+    """Inverse of a stack of small (k x k) matrices: closed form for k <= 2, LU otherwise."""
+    k = a.shape[-1]
+    if k == 1:
+        return 1.0 / a
+    if k == 2:
+        det = a[..., 0, 0] * a[..., 1, 1] - a[..., 0, 1] * a[..., 1, 0]
+        adj = jnp.stack(
+            [jnp.stack([a[..., 1, 1], -a[..., 0, 1]], -1), jnp.stack([-a[..., 1, 0], a[..., 0, 0]], -1)], -2
+        )
+        return adj / det[..., None, None]
+    return jnp.linalg.inv(a)
