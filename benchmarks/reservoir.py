@@ -222,7 +222,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="ensemble of 10 members instead of 100")
     parser.add_argument("--members", type=int, default=None)
     parser.add_argument("--spe10", action="store_true", help="also run the 60x220 layer case")
-    parser.add_argument("--solver", default="auto", choices=["auto", "block", "cyclic", "superlu"])
+    parser.add_argument(
+        "--solver", default="auto", choices=["auto", "redblack", "block", "cyclic", "superlu"]
+    )
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per deck (best is reported)")
     args = parser.parse_args()
     members = args.members or (10 if args.quick else 100)
