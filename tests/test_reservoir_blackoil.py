@@ -198,11 +198,12 @@ def test_depletion_below_bubble_point_conserves_each_component(reservoir_x64) ->
 
 
 def test_block_solver_gives_the_superlu_run(reservoir_x64) -> None:
-    """The pure-JAX block solver (vmap-able) and SuperLU give the same depletion run."""
-    runs = [_box(True, 4500.0, 1.27, 1500.0, solver)[3] for solver in ("superlu", "block")]
-    for field in ("p", "sg", "rs", "bhp", "cum_o", "cum_g"):
-        a, b = (np.asarray(getattr(r, field)) for r in runs)
-        assert b == pytest.approx(a, rel=1e-7, abs=1e-12), field
+    """The pure-JAX block and red-black solvers (vmap-able) and SuperLU give the same depletion run."""
+    runs = [_box(True, 4500.0, 1.27, 1500.0, solver)[3] for solver in ("superlu", "block", "redblack")]
+    for other in runs[1:]:
+        for field in ("p", "sg", "rs", "bhp", "cum_o", "cum_g"):
+            a, b = np.asarray(getattr(runs[0], field)), np.asarray(getattr(other, field))
+            assert b == pytest.approx(a, rel=1e-7, abs=1e-12), field
 
 
 def test_closed_box_flash_matches_material_balance(reservoir_x64) -> None:

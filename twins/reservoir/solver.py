@@ -125,6 +125,7 @@ class Simulator:
     """
 
     k: int = 2  # unknowns per cell (subclasses with more set this before ``__init__``)
+    auto_block: bool = True  # "auto" may fall back to .linsolve's block solver (else SuperLU)
 
     def __init__(
         self,
@@ -159,7 +160,7 @@ class Simulator:
                 self.block = None
         if method == "auto" and self.block is None:
             band = linsolve.cell_ordering(self.n, self.conn_a, self.conn_b)[1]
-            method = "block" if self.k * band <= AUTO_BLOCK_MAX else "superlu"
+            method = "block" if self.auto_block and self.k * band <= AUTO_BLOCK_MAX else "superlu"
         if method in ("block", "cyclic"):
             self.block = linsolve.BlockSolver(
                 self.rows, self.cols, self.n, getattr(self, "k", 2), self.nw, self.conn_a, self.conn_b,
