@@ -29,9 +29,10 @@ def test_run_config_writes_summary_cubes_and_economics(tmp_path: Path) -> None:
     expected = ["TIME", *FIELD] + [f"{v}:{w}" for w in ("INJ", "PROD") for v in WELL]
     assert list(table.columns) == expected
     np.testing.assert_allclose(table["TIME"], np.arange(30, 601, 30))  # one row per report step (TSTEP 20*30)
-    # the injector holds its 50 sm3/day target (BHP limit 400 bar never reached): FWIT = 50 * t exactly
-    np.testing.assert_allclose(table["FWIT"], 50.0 * table["TIME"], rtol=1e-9)
-    np.testing.assert_allclose(table["WWIR:INJ"], 50.0, rtol=1e-9)
+    # the injector holds its 50 sm3/day target (BHP limit 400 bar never reached): FWIT = 50 * t, to
+    # the Newton tolerance of the well equations (relative rate gap below 10 * Options.tol = 1e-6)
+    np.testing.assert_allclose(table["FWIT"], 50.0 * table["TIME"], rtol=1e-6)
+    np.testing.assert_allclose(table["WWIR:INJ"], 50.0, rtol=1e-6)
     assert (table["WBHP:INJ"] < 400).all()
     # the producer's liquid rate never exceeds its LRAT target and it ends on its 150 bar BHP limit
     assert (table["FOPR"] + table["FWPR"] <= 50.0 + 1e-6).all()

@@ -408,7 +408,13 @@ class Simulator:
         )
 
     def _substep(
-        self, model: Model, trans: jnp.ndarray, x_old: State, dt: jnp.ndarray, ctrl: wells.WellControls
+        self,
+        model: Model,
+        trans: jnp.ndarray,
+        x_old: State,
+        dt: jnp.ndarray,
+        ctrl: wells.WellControls,
+        guess: State | None = None,
     ):
         """Newton solve of one implicit step: (new state, converged, iterations, residual, info)."""
         rho_well = self._well_density(model, x_old, ctrl)
@@ -426,7 +432,7 @@ class Simulator:
             v_new = self.newton_update(fun, v)[0]
             return v_new, fun(v_new), it + 1, jnp.all(jnp.isfinite(v_new))
 
-        v0 = self._pack(x_old)
+        v0 = self._pack(x_old if guess is None else guess)
         v, _, its, ok = jax.lax.while_loop(cond, body, (v0, fun(v0), 0, True))
         r, info = self.residual(model, trans, self._unpack(v), x_old, dt, ctrl, rho_well)
         return self._unpack(v), self._converged(r) & ok, its, r, info
@@ -439,13 +445,19 @@ class Simulator:
         zero_w = jnp.zeros(self.nw)
 
         def cond(c: tuple) -> jnp.ndarray:
-            t, dt, x, cw, ch, qw, qh, mb, nsub, nnew, nfail = c
+            t, dt, x, cw, ch, qw, qh, mb, nsub, nnew, nfail, rate = c
             return (t < t_len * (1 - 1e-12)) & (nsub + nfail < o.max_substeps)
 
         def body(c: tuple) -> tuple:
-            t, dt, x, cw, ch, qw, qh, mb, nsub, nnew, nfail = c
+            t, dt, x, cw, ch, qw, qh, mb, nsub, nnew, nfail, rate = c
             dt_try = jnp.minimum(dt, t_len - t)
-            x_new, conv, its, r, info = self._substep(model, trans, x, dt_try, ctrl)
+            guess = State(
+                x.p + dt_try * rate.p, jnp.clip(x.sw + dt_try * rate.sw, 0.0, 1.0), x.bhp + dt_try * rate.bhp
+            )
+            x_new, conv, its, r, info = self._substep(model, trans, x, dt_try, ctrl, guess)
+            new_rate = jax.tree_util.tree_map(
+                lambda a, b, old: jnp.where(conv, (a - b) / dt_try, old), x_new, x, rate
+            )
             ds = jnp.max(jnp.abs(x_new.sw - x.sw))
             dpx = jnp.max(jnp.abs(x_new.p - x.p)) / P_UNIT
             fac = jnp.minimum(o.ds_target / jnp.maximum(ds, 1e-12), o.dp_target / jnp.maximum(dpx, 1e-12))
@@ -464,21 +476,23 @@ class Simulator:
                 nsub + conv.astype(int),
                 nnew + its,
                 nfail + (~conv).astype(int),
+                new_rate,
             )
 
-        x, dt, cw, ch = carry
-        init = (jnp.asarray(0.0), dt, x, cw, ch, zero_w, zero_w, jnp.asarray(0.0), 0, 0, 0)
-        t, dt, x, cw, ch, qw, qh, mb, nsub, nnew, nfail = jax.lax.while_loop(cond, body, init)
+        x, dt, cw, ch, rate = carry
+        init = (jnp.asarray(0.0), dt, x, cw, ch, zero_w, zero_w, jnp.asarray(0.0), 0, 0, 0, rate)
+        t, dt, x, cw, ch, qw, qh, mb, nsub, nnew, nfail, rate = jax.lax.while_loop(cond, body, init)
         failed = jnp.where(t < t_len * (1 - 1e-12), jnp.nan, 0.0)  # NaN marks an unfinished report step
         rep = Report(x.p + failed, x.sw, x.bhp, qw, qh, cw, ch, mb, nsub, nnew, nfail)
-        return (x, dt, cw, ch), rep
+        return (x, dt, cw, ch, rate), rep
 
     def _run(
         self, model: Model, x0: State, controls: wells.WellControls, dts: jnp.ndarray, params: tuple
     ) -> Report:
         """Simulate the report steps ``dts`` (s) with per-step ``controls`` (leading axis = step)."""
         model, trans = self._setup(model, params)
-        carry = (x0, jnp.asarray(self.options.dt_init), jnp.zeros(self.nw), jnp.zeros(self.nw))
+        rate = jax.tree_util.tree_map(jnp.zeros_like, x0)
+        carry = (x0, jnp.asarray(self.options.dt_init), jnp.zeros(self.nw), jnp.zeros(self.nw), rate)
         _, rep = jax.lax.scan(partial(self._report_step, model, trans), carry, (controls, dts))
         return rep
 
