@@ -63,7 +63,45 @@ def cell_ordering(n: int, conn_a: np.ndarray, conn_b: np.ndarray) -> tuple[np.nd
     return (rcm, max(b_rcm, 1)) if b_rcm < b_nat else (natural, max(b_nat, 1))
 
 
-class BlockSolver:
+class DirectSolver:
+    """What the pure-JAX direct solvers share: ``J u`` from the nonzeros (``rows``, ``cols``, ``size``
+    set by the subclass) and :meth:`solve` wrapped for differentiation."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    size: int
+
+    def _set_pattern(self, rows: np.ndarray, cols: np.ndarray, n_cells: int, k: int, n_wells: int) -> None:
+        """Check and keep the nonzeros' coordinates and the sizes (``n``, ``k``, ``nw``, ``size``, ``nnz``)."""
+        n, k, nw = int(n_cells), int(k), int(n_wells)
+        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+        size = k * n + nw
+        if rows.shape != cols.shape or rows.ndim != 1:
+            raise ValueError(f"rows and cols must be 1-D of equal length, got {rows.shape} and {cols.shape}")
+        if rows.size and (min(rows.min(), cols.min()) < 0 or max(rows.max(), cols.max()) >= size):
+            raise ValueError(f"Jacobian coordinates must lie in [0, {size}) for {n} cells x {k} + {nw} wells")
+        self.rows, self.cols = rows, cols
+        self.n, self.k, self.nw, self.size, self.nnz = n, k, nw, size, rows.size
+
+    def solve(self, vals: jnp.ndarray, rhs: jnp.ndarray, transpose: bool = False) -> jnp.ndarray:
+        """Solve ``J x = rhs`` (or ``J^T x = rhs``) for the Jacobian with nonzeros ``vals``."""
+        raise NotImplementedError
+
+    def matvec(self, vals: jnp.ndarray, u: jnp.ndarray) -> jnp.ndarray:
+        """``J u`` from the nonzeros ``vals``."""
+        return jax.ops.segment_sum(vals * u[self.cols], self.rows, self.size)
+
+    def linear_solve(self, vals: jnp.ndarray, rhs: jnp.ndarray) -> Any:
+        """:meth:`solve` wrapped in ``lax.custom_linear_solve`` (differentiable, transpose solve included)."""
+        return jax.lax.custom_linear_solve(
+            lambda u: self.matvec(vals, u),
+            rhs,
+            lambda _mv, b: self.solve(vals, b),
+            lambda _vm, b: self.solve(vals, b, transpose=True),
+        )
+
+
+class BlockSolver(DirectSolver):
     """Exact solver of ``J x = r`` for one fixed Jacobian sparsity (see the module docstring).
 
     Parameters
@@ -102,18 +140,12 @@ class BlockSolver:
         if method not in ("cyclic", "thomas"):
             raise ValueError(f"method must be 'cyclic' or 'thomas', got {method!r}")
         self.method = method
-        n, nw = int(n_cells), int(n_wells)
-        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
-        size = k * n + nw
-        if rows.shape != cols.shape or rows.ndim != 1:
-            raise ValueError(f"rows and cols must be 1-D of equal length, got {rows.shape} and {cols.shape}")
-        if rows.size and (min(rows.min(), cols.min()) < 0 or max(rows.max(), cols.max()) >= size):
-            raise ValueError(f"Jacobian coordinates must lie in [0, {size}) for {n} cells x {k} + {nw} wells")
+        self._set_pattern(rows, cols, n_cells, k, n_wells)
+        n, k, rows, cols = self.n, self.k, self.rows, self.cols
         order, band = cell_ordering(n, conn_a, conn_b)
         b = int(chunk or band)
         if b < band:
             raise ValueError(f"chunk of {b} cells is below the ordering's bandwidth {band}")
-        self.n, self.k, self.nw, self.size, self.nnz = n, int(k), nw, size, rows.size
         self.b, self.nb, self.m = b, -(-n // b), int(k) * b
         pos = np.empty(n, np.int64)
         pos[order] = np.arange(n)
@@ -123,7 +155,6 @@ class BlockSolver:
         self.slot = pos[u % n] * k + u // n
         self.unslot = np.full(self.nb * self.m, k * n, np.int64)  # padded slot -> cell unknown (k n: padding)
         self.unslot[self.slot] = u
-        self.rows, self.cols = rows, cols
         self.gidx = self._gather_index(rows, cols)
         self.gidx_t = self._gather_index(cols, rows)
         self.sparse_lower = self._sparse_lower(self.gidx)
@@ -276,19 +307,6 @@ class BlockSolver:
         x_w = jnp.linalg.solve(schur, rhs[nc:] - jnp.einsum("wim,im->w", c, y))
         x_c = (y - z @ x_w).reshape(-1)
         return jnp.concatenate([x_c[self.slot], x_w])
-
-    def matvec(self, vals: jnp.ndarray, u: jnp.ndarray) -> jnp.ndarray:
-        """``J u`` from the nonzeros ``vals``."""
-        return jax.ops.segment_sum(vals * u[self.cols], self.rows, self.size)
-
-    def linear_solve(self, vals: jnp.ndarray, rhs: jnp.ndarray) -> Any:
-        """:meth:`solve` wrapped in ``lax.custom_linear_solve`` (differentiable, transpose solve included)."""
-        return jax.lax.custom_linear_solve(
-            lambda u: self.matvec(vals, u),
-            rhs,
-            lambda _mv, b: self.solve(vals, b),
-            lambda _vm, b: self.solve(vals, b, transpose=True),
-        )
 
 
 def _reduce(diag: jnp.ndarray, lower: jnp.ndarray, upper: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .linsolve import DirectSolver
 
 
 def level_sets(n: int, conn_a: np.ndarray, conn_b: np.ndarray) -> np.ndarray:
@@ -58,7 +59,7 @@ def level_sets(n: int, conn_a: np.ndarray, conn_b: np.ndarray) -> np.ndarray:
     return level
 
 
-class RedBlackSolver:
+class RedBlackSolver(DirectSolver):
     """Exact solver of ``J x = r`` for one fixed Jacobian sparsity (see the module docstring).
 
     Parameters
@@ -83,16 +84,8 @@ class RedBlackSolver:
         conn_a: np.ndarray,
         conn_b: np.ndarray,
     ) -> None:
-        n, k, nw = int(n_cells), int(k), int(n_wells)
-        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
-        self.n, self.k, self.nw, self.size, self.nnz = n, k, nw, k * n + nw, rows.size
-        if rows.shape != cols.shape or rows.ndim != 1:
-            raise ValueError(f"rows and cols must be 1-D of equal length, got {rows.shape} and {cols.shape}")
-        if rows.size and (min(rows.min(), cols.min()) < 0 or max(rows.max(), cols.max()) >= self.size):
-            raise ValueError(
-                f"Jacobian coordinates must lie in [0, {self.size}) for {n} cells x {k} + {nw} wells"
-            )
-        self.rows, self.cols = rows, cols
+        self._set_pattern(rows, cols, n_cells, k, n_wells)
+        n, k, rows, cols = self.n, self.k, self.rows, self.cols
         level = level_sets(n, conn_a, conn_b)
         self.red = np.flatnonzero(level % 2 == 1)
         black = np.flatnonzero(level % 2 == 0)
@@ -303,19 +296,6 @@ class RedBlackSolver:
         y, z = sol[:, 0], sol[:, 1:]
         x_w = jnp.linalg.solve(d_mat - c_mat @ z, rhs[nc:] - c_mat @ y)
         return jnp.concatenate([y - z @ x_w, x_w])
-
-    def matvec(self, vals: jnp.ndarray, u: jnp.ndarray) -> jnp.ndarray:
-        """``J u`` from the nonzeros ``vals``."""
-        return jax.ops.segment_sum(vals * u[self.cols], self.rows, self.size)
-
-    def linear_solve(self, vals: jnp.ndarray, rhs: jnp.ndarray) -> Any:
-        """:meth:`solve` wrapped in ``lax.custom_linear_solve`` (differentiable, transpose solve included)."""
-        return jax.lax.custom_linear_solve(
-            lambda u: self.matvec(vals, u),
-            rhs,
-            lambda _mv, b: self.solve(vals, b),
-            lambda _vm, b: self.solve(vals, b, transpose=True),
-        )
 
 
 def _padded_groups(
