@@ -172,12 +172,15 @@ def _grid_pattern(nx: int, ny: int, nz: int, k: int, perf: np.ndarray):
     return a, b, coo.row, coo.col
 
 
-@pytest.mark.parametrize(("dims", "wells"), [((9, 7, 3), (0, 100, 188)), ((12, 5, 1), ())])
+@pytest.mark.parametrize(("dims", "wells"), [((9, 7, 3), (0, 37, 100, 188)), ((12, 5, 1), ())])
 def test_three_unknowns_per_cell(dims: tuple[int, int, int], wells: tuple[int, ...]) -> None:
-    """Generic k: a 3-unknown (black-oil layout) system with and without well rows matches SuperLU."""
+    """Generic k: a 3-unknown (black-oil layout) system with and without well rows matches SuperLU
+    (cell 37 of the 9x7x3 grid lies an odd number of steps from every corner: a red, eliminated cell)."""
     perf = np.asarray(wells, np.int64)
     a, b, rows, cols = _grid_pattern(*dims, 3, perf)
     n = int(np.prod(dims))
+    if perf.size:
+        assert np.any(level_sets(n, a, b)[perf] % 2 == 1)  # a perforation in a red cell
     rng = np.random.default_rng(3)
     vals = rng.uniform(-1.0, 1.0, rows.size)
     vals[rows == cols] += 12.0
