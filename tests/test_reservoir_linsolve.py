@@ -206,8 +206,27 @@ def test_ordering_bandwidth_and_bad_input() -> None:
         BlockSolver(rows_bad, cols_bad, 675, 2, 1, a, b)
     with pytest.raises(ValueError, match="not neighbours"):
         RedBlackSolver(rows_bad, cols_bad, 675, 2, 1, a, b)
+    # cells 0 and 3 of a row are three steps apart (one red, one black) and not connected
+    with pytest.raises(ValueError, match="not neighbours"):
+        RedBlackSolver(np.concatenate([rows, [0]]), np.concatenate([cols, [3]]), 675, 2, 1, a, b)
     with pytest.raises(ValueError, match="linear_solver"):
         Options(linear_solver="lu")
+
+
+def test_red_black_counts_a_repeated_connection_once() -> None:
+    """A connection listed twice (e.g. an NNC repeating a neighbour pair) gives the same solution."""
+    a, b, rows, cols = _grid_pattern(6, 5, 2, 2, np.array([7]))
+    rng = np.random.default_rng(5)
+    vals = rng.uniform(-1.0, 1.0, rows.size)
+    vals[rows == cols] += 10.0
+    rhs = rng.standard_normal(2 * 60 + 1)
+    once = RedBlackSolver(rows, cols, 60, 2, 1, a, b)
+    twice = RedBlackSolver(rows, cols, 60, 2, 1, np.concatenate([a, b]), np.concatenate([b, a]))
+    ref = spla.spsolve(sp.csc_matrix((vals, (rows, cols)), shape=(121, 121)), rhs)
+    for solver in (once, twice):
+        np.testing.assert_allclose(
+            np.asarray(solver.solve(jnp.asarray(vals), jnp.asarray(rhs))), ref, rtol=1e-10, atol=1e-12
+        )
 
 
 def test_level_sets_red_black_split() -> None:

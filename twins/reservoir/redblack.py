@@ -100,22 +100,17 @@ class RedBlackSolver(DirectSolver):
         starts = np.concatenate([[0], np.cumsum(self.sizes)])
         self.chunk[self.black] = chunk_of
         self.pos[self.black] = np.arange(self.black.size) - starts[chunk_of]
-        # red cell neighbours (black cells), padded with -1
+        # red cell neighbours (black cells), padded with -1; a pair listed twice counts once
         a, b = np.asarray(conn_a, np.int64), np.asarray(conn_b, np.int64)
+        pairs = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0).reshape(-1, 2)
         is_red = np.zeros(n, bool)
         is_red[self.red] = True
-        r_of = np.where(is_red[a], a, b)
-        t_of = np.where(is_red[a], b, a)
+        r_of = np.where(is_red[pairs[:, 0]], pairs[:, 0], pairs[:, 1])
+        t_of = np.where(is_red[pairs[:, 0]], pairs[:, 1], pairs[:, 0])
         red_index = np.full(n, -1, np.int64)
         red_index[self.red] = np.arange(self.red.size)
-        ri = red_index[r_of]
-        deg = np.bincount(ri, minlength=self.red.size)
-        self.dmax = max(int(deg.max(initial=0)), 1)
-        self.nbr = np.full((self.red.size, self.dmax), -1, np.int64)
-        slot = np.zeros(self.red.size, np.int64)
-        for r, t in zip(ri, t_of, strict=True):
-            self.nbr[r, slot[r]] = t
-            slot[r] += 1
+        self.nbr = _padded_groups(red_index[r_of], t_of, -1, self.red.size)[0].astype(np.int64)
+        self.dmax = self.nbr.shape[1]
         to_black = np.full(n + 1, self.black.size, np.int64)  # cell -> black index (n, padding -> dump)
         to_black[self.black] = np.arange(self.black.size)
         self.nbr_black = to_black[np.where(self.nbr >= 0, self.nbr, n)]  # (nr, d); padding -> n_black
@@ -128,18 +123,22 @@ class RedBlackSolver(DirectSolver):
         self.cell_slot = np.empty(n, np.int64)  # cell -> row of [x_black, x_red]
         self.cell_slot[self.black] = np.arange(self.black.size)
         self.cell_slot[self.red] = self.black.size + np.arange(self.red.size)
-        self._check_pattern()
+        self._check_pattern(pairs)
         self.maps = self._maps(rows, cols), self._maps(cols, rows)
 
     # ---------------------------------------------------------------- set-up (numpy)
-    def _check_pattern(self) -> None:
+    def _check_pattern(self, pairs: np.ndarray) -> None:
+        """Every off-diagonal cell-cell nonzero must couple two connected cells (else it would be lost)."""
+        import scipy.sparse as sp
+
         nc, n = self.k * self.n, self.n
         sel = (self.rows < nc) & (self.cols < nc)
         ca, cb = self.rows[sel] % n, self.cols[sel] % n
-        ok = ca == cb
-        same_colour = (self.chunk[ca] >= 0) == (self.chunk[cb] >= 0)
-        if np.any(~ok & same_colour):
-            bad = np.flatnonzero(sel)[np.flatnonzero(~ok & same_colour)[0]]
+        adj = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)).tocsr()
+        adj = adj + adj.T + sp.identity(n, format="csr")
+        linked = np.asarray(adj[ca, cb]).ravel() > 0
+        if not np.all(linked):
+            bad = np.flatnonzero(sel)[np.flatnonzero(~linked)[0]]
             raise ValueError(
                 f"Jacobian entry ({self.rows[bad]}, {self.cols[bad]}) couples two cells that are not neighbours "
                 "in the connection list"
