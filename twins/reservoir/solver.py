@@ -93,7 +93,7 @@ class Options:
     # block Thomas over bandwidth chunks, any graph), "cyclic" (.linsolve block cyclic reduction: fewer,
     # larger kernels, for accelerators), "superlu" (SciPy on the host, members of a vmap one after
     # another) or "auto": "redblack" when the graph is bipartite and its level blocks are at most
-    # AUTO_BLOCK_MAX unknowns, else "block" under the same bound, else "superlu"
+    # AUTO_REDBLACK_MAX unknowns, else "block" when its chunks are at most AUTO_BLOCK_MAX, else "superlu"
     linear_solver: str = "auto"
 
     def __post_init__(self) -> None:
@@ -105,7 +105,8 @@ class Options:
 
 
 LINEAR_SOLVERS = ("auto", "redblack", "block", "cyclic", "superlu")
-AUTO_REDBLACK_MAX = 256  # red-black level blocks: m = 120 (60x220 layer) 2.3x faster than SuperLU
+AUTO_REDBLACK_MAX = 256  # red-black vs SuperLU, warm: m = 120 (60x220) 2.3x, m = 198 (100x100) 1.9x faster,
+# m = 318 (160x160) about even and 40 s longer to compile
 AUTO_BLOCK_MAX = 100  # measured crossover: m = 90 (15x15x3) block 1.4x faster, m = 120 (60x220) SuperLU 1.8x
 
 
@@ -416,7 +417,11 @@ class Simulator:
         ctrl: wells.WellControls,
         guess: State | None = None,
     ):
-        """Newton solve of one implicit step: (new state, converged, iterations, residual, info)."""
+        """Newton solve of one implicit step: (new state, converged, iterations, residual, info).
+
+        Newton starts from ``guess`` (default: ``x_old``); the time loop passes the state extrapolated
+        along the last accepted step.
+        """
         rho_well = self._well_density(model, x_old, ctrl)
 
         def fun(v: jnp.ndarray) -> jnp.ndarray:
