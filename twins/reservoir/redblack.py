@@ -70,6 +70,9 @@ class RedBlackSolver(DirectSolver):
         Cells, unknowns per cell (laid out variable-major: unknown ``var * n + cell``), well unknowns.
     conn_a, conn_b
         Cell connections; every cell-cell nonzero must lie on the diagonal or on a connection.
+    max_block
+        Refuse (``ValueError``, before any further set-up) when the largest level block would hold more
+        unknowns than this.
     """
 
     method = "redblack"
@@ -83,6 +86,7 @@ class RedBlackSolver(DirectSolver):
         n_wells: int,
         conn_a: np.ndarray,
         conn_b: np.ndarray,
+        max_block: int | None = None,
     ) -> None:
         self._set_pattern(rows, cols, n_cells, k, n_wells)
         n, k, rows, cols = self.n, self.k, self.rows, self.cols
@@ -94,6 +98,8 @@ class RedBlackSolver(DirectSolver):
         chunk_of = level[self.black] // 2
         self.sizes = np.bincount(chunk_of).astype(np.int64)  # cells per black level
         self.m = int(k * self.sizes.max(initial=1))  # largest dense block (reported like BlockSolver.m)
+        if max_block is not None and self.m > max_block:
+            raise ValueError(f"level blocks of up to {self.m} unknowns exceed max_block={max_block}")
         # black cell -> (chunk, position in chunk)
         self.chunk = np.full(n, -1, np.int64)
         self.pos = np.full(n, -1, np.int64)
@@ -124,6 +130,7 @@ class RedBlackSolver(DirectSolver):
         self.cell_slot[self.black] = np.arange(self.black.size)
         self.cell_slot[self.red] = self.black.size + np.arange(self.red.size)
         self._check_pattern(pairs)
+        self._level_layout()
         self.maps = self._maps(rows, cols), self._maps(cols, rows)
 
     # ---------------------------------------------------------------- set-up (numpy)
@@ -143,6 +150,24 @@ class RedBlackSolver(DirectSolver):
                 f"Jacobian entry ({self.rows[bad]}, {self.cols[bad]}) couples two cells that are not neighbours "
                 "in the connection list"
             )
+
+    def _level_layout(self) -> None:
+        """Flat storage of the black level blocks: for level j its diagonal (m_j x m_j), lower
+        (m_j x m_j-1) and upper (m_j x m_j+1) block, in that order; ``block_offset[kind, j]`` and
+        ``block_width[kind, j]`` (kind 0, 1, 2 = D, L, U) locate them, ``layout`` names them."""
+        m = self.k * self.sizes
+        nb = m.size
+        prev = np.concatenate([[0], m[:-1]])
+        nxt = np.concatenate([m[1:], [0]])
+        widths = np.stack([m, prev, nxt])  # (3, nb)
+        sizes = (m * widths).T.reshape(-1)  # level-major: D_0, L_0, U_0, D_1, ...
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).reshape(nb, 3).T
+        self.block_offset, self.block_width, self.total = offsets, widths, int(sizes.sum())
+        self.layout = {
+            (name, j): (int(offsets[code, j]), (int(m[j]), int(widths[code, j])))
+            for code, name in enumerate("DLU")
+            for j in range(nb)
+        }
 
     def _maps(self, rows: np.ndarray, cols: np.ndarray) -> dict[str, Any]:
         """Gather/scatter indices for the matrix with nonzeros at (rows, cols) (``J`` or ``J^T``)."""
@@ -174,34 +199,12 @@ class RedBlackSolver(DirectSolver):
             "rb": block(np.repeat(red[:, None], self.dmax, 1), nbr),  # (nr, d, k, k)
             "br": block(nbr, np.repeat(red[:, None], self.dmax, 1)),  # (nr, d, k, k)
         }
-        # flat storage of the black level blocks: diag (m_j, m_j), lower (m_j, m_j-1), upper (m_j, m_j+1)
-        m = self.k * self.sizes
-        nb = m.size
-        shapes = []
-        for j in range(nb):
-            shapes += [
-                ("D", j, m[j], m[j]),
-                ("L", j, m[j], m[j - 1] if j else 0),
-                ("U", j, m[j], m[j + 1] if j + 1 < nb else 0),
-            ]
-        offsets, total = {}, 0
-        for kind, j, r_, c_ in shapes:
-            offsets[kind, j] = (total, (int(r_), int(c_)))
-            total += int(r_ * c_)
-        self.layout, self.total = offsets, total
 
         def flat(cr: np.ndarray, cc: np.ndarray) -> np.ndarray:
             """Flat storage position of every entry of the k x k blocks (cr, cc) (black cells; -1: dump)."""
             jr, jc = self.chunk[np.maximum(cr, 0)], self.chunk[np.maximum(cc, 0)]
-            kind = np.where(jc == jr, 0, np.where(jc == jr - 1, 1, 2))
-            base = np.zeros(cr.shape, np.int64)
-            width = np.ones(cr.shape, np.int64)
-            for code, name in enumerate("DLU"):
-                for j in range(nb):
-                    if (name, j) not in offsets:
-                        continue
-                    sel = (kind == code) & (jr == j)
-                    base[sel], width[sel] = offsets[name, j][0], offsets[name, j][1][1]
+            kind = np.where(jc == jr, 0, np.where(jc == jr - 1, 1, 2))  # D, L, U
+            base, width = self.block_offset[kind, jr], self.block_width[kind, jr]
             pr, pc = self.pos[np.maximum(cr, 0)], self.pos[np.maximum(cc, 0)]
             out = (
                 base[..., None, None]
@@ -210,7 +213,7 @@ class RedBlackSolver(DirectSolver):
                 + var[None, :]
             )
             ok = (cr >= 0) & (cc >= 0) & (np.abs(jr - jc) <= 1)
-            return np.where(ok[..., None, None], out, total)
+            return np.where(ok[..., None, None], out, self.total)
 
         black = self.black
         nbr_s = np.repeat(nbr[:, :, None], self.dmax, 2)
@@ -224,9 +227,9 @@ class RedBlackSolver(DirectSolver):
         own = block(black, black).reshape(-1)
         own = np.where(own == nnz, zero, own)  # a missing entry of the Jacobian reads the zero slot
         src = np.concatenate([own, nnz + np.arange(n_schur)])
-        keep = pos < total
+        keep = pos < self.total
         maps["nz_src"], nz_pos = _padded_groups(pos[keep], src[keep], zero)
-        inv = np.full(total, nz_pos.size, np.int64)
+        inv = np.full(self.total, nz_pos.size, np.int64)
         inv[nz_pos] = np.arange(nz_pos.size)
         maps["dense"] = inv.astype(np.int32)
         # wells: B (cell unknowns x wells), C (wells x cell unknowns), D (wells x wells)
