@@ -230,23 +230,6 @@ class BlackOilSimulator(Simulator):
                 "sg": sg, "rs": rs}  # fmt: skip
         return jnp.concatenate([*res, r_well]), info
 
-    # ---------------------------------------------------------------- linear algebra
-    def solve(self, vals: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:
-        """``J x = rhs`` by SuperLU on the host, or the pure-JAX block solver when ``Options`` asks for it."""
-        if getattr(self, "block", None) is not None:
-            return self.block.linear_solve(vals, rhs)
-        rows, cols, size = self.rows, self.cols, self.k * self.n + self.nw
-
-        def host_solve(values: np.ndarray, b: np.ndarray) -> np.ndarray:
-            import scipy.sparse as sp
-            import scipy.sparse.linalg as spla
-
-            mat = sp.csc_matrix((np.asarray(values), (rows, cols)), shape=(size, size))
-            return np.asarray(spla.spsolve(mat, np.asarray(b)), dtype=b.dtype)
-
-        shape = jax.ShapeDtypeStruct(rhs.shape, rhs.dtype)
-        return jax.pure_callback(host_solve, shape, vals, rhs, vmap_method="sequential")
-
     def newton_update3(self, fun: Any, v: jnp.ndarray) -> jnp.ndarray:
         """Damped Newton update: relative pressure limit, Appleyard limits, stop at the x = 0 switch."""
         r, vals = self.jacobian_values(fun, v)

@@ -152,19 +152,18 @@ class Simulator:
         if method in ("auto", "redblack"):
             try:
                 self.block = RedBlackSolver(
-                    self.rows, self.cols, self.n, self.k, self.nw, self.conn_a, self.conn_b
-                )
-            except ValueError:
+                    self.rows, self.cols, self.n, self.k, self.nw, self.conn_a, self.conn_b,
+                    max_block=AUTO_REDBLACK_MAX if method == "auto" else None,
+                )  # fmt: skip
+            except ValueError:  # not bipartite, or (auto) level blocks too large
                 if method == "redblack":
                     raise
-            if method == "auto" and self.block is not None and self.block.m > AUTO_REDBLACK_MAX:
-                self.block = None
         if method == "auto" and self.block is None:
             band = linsolve.cell_ordering(self.n, self.conn_a, self.conn_b)[1]
             method = "block" if self.auto_block and self.k * band <= AUTO_BLOCK_MAX else "superlu"
         if method in ("block", "cyclic"):
             self.block = linsolve.BlockSolver(
-                self.rows, self.cols, self.n, getattr(self, "k", 2), self.nw, self.conn_a, self.conn_b,
+                self.rows, self.cols, self.n, self.k, self.nw, self.conn_a, self.conn_b,
                 method="thomas" if method == "block" else "cyclic",
             )  # fmt: skip
         self.run = jax.jit(self._run)
@@ -346,7 +345,7 @@ class Simulator:
         """
         if self.block is not None:
             return self.block.linear_solve(vals, rhs)
-        rows, cols, size = self.rows, self.cols, 2 * self.n + self.nw
+        rows, cols, size = self.rows, self.cols, self.k * self.n + self.nw
 
         def host_solve(values: np.ndarray, b: np.ndarray, transpose: bool) -> np.ndarray:
             import scipy.sparse as sp
@@ -424,22 +423,25 @@ class Simulator:
         """
         rho_well = self._well_density(model, x_old, ctrl)
 
+        def res(v: jnp.ndarray) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
+            return self.residual(model, trans, self._unpack(v), x_old, dt, ctrl, rho_well)
+
         def fun(v: jnp.ndarray) -> jnp.ndarray:
-            return self.residual(model, trans, self._unpack(v), x_old, dt, ctrl, rho_well)[0]
+            return res(v)[0]
 
         def cond(c: tuple) -> jnp.ndarray:
-            v, r, it, ok = c
+            v, r, info, it, ok = c
             return (~self._converged(r)) & ok & (it < self.options.max_newton)
 
         def body(c: tuple) -> tuple:
-            # the residual of each iterate is carried, so a converged iterate costs no Jacobian or solve
-            v, _, it, _ = c
+            # the residual (and rates) of each iterate is carried, so a converged iterate costs no
+            # Jacobian or solve and the last one is not evaluated again
+            v, _, _, it, _ = c
             v_new = self.newton_update(fun, v)[0]
-            return v_new, fun(v_new), it + 1, jnp.all(jnp.isfinite(v_new))
+            return v_new, *res(v_new), it + 1, jnp.all(jnp.isfinite(v_new))
 
         v0 = self._pack(x_old if guess is None else guess)
-        v, _, its, ok = jax.lax.while_loop(cond, body, (v0, fun(v0), 0, True))
-        r, info = self.residual(model, trans, self._unpack(v), x_old, dt, ctrl, rho_well)
+        v, r, info, its, ok = jax.lax.while_loop(cond, body, (v0, *res(v0), 0, True))
         return self._unpack(v), self._converged(r) & ok, its, r, info
 
     def _report_step(
