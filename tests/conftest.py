@@ -29,6 +29,15 @@ def shared_file(shared_data: Path, relative: str) -> Path:
     return path
 
 
+def edited_copy(source: Path, out: Path, old: str, new: str, count: int = -1) -> Path:
+    """Write ``source``'s text to ``out`` with ``old`` replaced by ``new`` (``count`` times; all by
+    default) and return ``out``; ``old`` must occur, so that an edit cannot silently do nothing."""
+    text = source.read_text()
+    assert old in text, f"{old!r} not in {source}"
+    out.write_text(text.replace(old, new, count))
+    return out
+
+
 @pytest.fixture(scope="module")
 def jax_x64():
     """float64 JAX for a module's physics checks (the twins' default is float32).

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import shared_file
+from tests.conftest import edited_copy, shared_file
 
 PSI = 6894.757293168
 STB = 0.158987294928
@@ -290,9 +290,8 @@ def test_unmodelled_black_oil_keyword_is_named(shared_data: Path, tmp_path: Path
     from pipelines.sources.reservoir import read_deck_full
     from twins.reservoir.adapter import DeckError, build
 
-    text = shared_file(shared_data, "reservoir/spe1/SPE1CASE1.DATA").read_text()
-    deck = tmp_path / "STONE.DATA"
-    deck.write_text(text.replace("\nPROPS\n", "\nPROPS\nSTONE1\n", 1))
+    spe1 = shared_file(shared_data, "reservoir/spe1/SPE1CASE1.DATA")
+    deck = edited_copy(spe1, tmp_path / "STONE.DATA", "\nPROPS\n", "\nPROPS\nSTONE1\n", 1)
     with pytest.raises(DeckError, match="STONE1"):
         build(read_deck_full(deck))
 

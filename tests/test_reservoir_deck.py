@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import shared_file
+from tests.conftest import edited_copy, shared_file
 
 pytest.importorskip("opm")
 
@@ -71,11 +71,7 @@ def test_peaceman_matches_opm_connection_factor(shared_data: Path) -> None:
 
 
 def _edit(tmp_path: Path, old: str, new: str) -> Path:
-    text = (CATALOG / "QFS_WATERFLOOD.DATA").read_text()
-    assert old in text
-    out = tmp_path / "BAD.DATA"
-    out.write_text(text.replace(old, new))
-    return out
+    return edited_copy(CATALOG / "QFS_WATERFLOOD.DATA", tmp_path / "BAD.DATA", old, new)
 
 
 def test_unsupported_physics_keyword_is_named(tmp_path: Path) -> None:
@@ -109,9 +105,8 @@ def test_three_phase_refused_with_reason(shared_data: Path, tmp_path: Path) -> N
     """Three phases without DISGAS (dead oil + gas) are not modelled: the error says so."""
     from twins.reservoir.adapter import DeckError, build
 
-    text = shared_file(shared_data, "reservoir/spe1/SPE1CASE1.DATA").read_text()
-    deck = tmp_path / "DEAD_OIL_3PHASE.DATA"
-    deck.write_text(text.replace("\nDISGAS\n", "\n", 1))
+    spe1 = shared_file(shared_data, "reservoir/spe1/SPE1CASE1.DATA")
+    deck = edited_copy(spe1, tmp_path / "DEAD_OIL_3PHASE.DATA", "\nDISGAS\n", "\n", 1)
     with pytest.raises(DeckError, match="three-phase"):
         build(read_deck_full(deck))
 
