@@ -259,23 +259,22 @@ class BlackOilSimulator(Simulator):
             return res(v)[0]
 
         def cond(c: tuple) -> jnp.ndarray:
-            v, it, conv, ok = c
-            return (~conv) & ok & (it < self.options.max_newton)
+            v, r, info, it, ok = c
+            return (~self._converged3(r)) & ok & (it < self.options.max_newton)
 
         def body(c: tuple) -> tuple:
-            v, it, _, _ = c
-            conv = self._converged3(fun(v))
+            # each iterate's residual is carried (as in Simulator._substep): a converged iterate
+            # costs no Jacobian or solve, and the last one is not evaluated again
+            v, _, _, it, _ = c
             v_new = self.newton_update3(fun, v)
-            ok = jnp.all(jnp.isfinite(v_new))
-            return jnp.where(conv, v, v_new), it + 1, conv, ok
+            return v_new, *res(v_new), it + 1, jnp.all(jnp.isfinite(v_new))
 
         n = self.n
         v0 = jnp.concatenate(
             [x_old.p / P_UNIT, x_old.sw, self.to_x3(model.fluid, x_old, cap), x_old.bhp / P_UNIT]
         )
-        v, its, conv, ok = jax.lax.while_loop(cond, body, (v0, 0, False, True))
-        r, info = res(v)
-        conv = (conv | self._converged3(r)) & ok
+        v, r, info, its, ok = jax.lax.while_loop(cond, body, (v0, *res(v0), 0, True))
+        conv = self._converged3(r) & ok
         x_new = BOState(v[:n] * P_UNIT, v[n : 2 * n], info["sg"], info["rs"], v[3 * n :] * P_UNIT)
         return x_new, conv, its, info
 
