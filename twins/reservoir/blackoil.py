@@ -233,7 +233,7 @@ class BlackOilSimulator(Simulator):
     def newton_update3(self, fun: Any, v: jnp.ndarray) -> jnp.ndarray:
         """Damped Newton update: relative pressure limit, Appleyard limits, stop at the x = 0 switch."""
         r, vals = self.jacobian_values(fun, v)
-        dv = -self.solve(vals, r, self.options.linear_precision == "float32")
+        dv = -self.solve(vals, r, self.options.single_precision_solves)
         n, o = self.n, self.options
         p_new, sw_new = self.damped_pressure_and_water(v, dv)
         x3 = v[2 * n : 3 * n]

@@ -103,8 +103,10 @@ class Options:
     linear_solver: str = "auto"
     # precision of the adaptive run's Newton solves with the pure-JAX solvers ("float32": inexact Newton
     # steps, the same iterations and converged states, as the residual, state and stopping test stay
-    # float64; 1.4x faster on CPU). The fixed-step (differentiated) run always solves in float64
-    linear_precision: str = "float32"
+    # float64; 1.4x faster on CPU). "auto": float32 on the CPU backend, float64 elsewhere (XLA's GPU
+    # GEMM fusion aborts on the float32 solve, XLA 0.11.2). The fixed-step (differentiated) run always
+    # solves in float64
+    linear_precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.linear_solver not in LINEAR_SOLVERS:
@@ -112,10 +114,17 @@ class Options:
                 f"Options.linear_solver must be one of {', '.join(map(repr, LINEAR_SOLVERS))}, "
                 f"got {self.linear_solver!r}"
             )
-        if self.linear_precision not in ("float32", "float64"):
+        if self.linear_precision not in ("auto", "float32", "float64"):
             raise ValueError(
-                f"Options.linear_precision must be 'float32' or 'float64', got {self.linear_precision!r}"
+                f"Options.linear_precision must be 'auto', 'float32' or 'float64', got {self.linear_precision!r}"
             )
+
+    @property
+    def single_precision_solves(self) -> bool:
+        """Whether the adaptive run's Newton solves work in float32 (see ``linear_precision``)."""
+        if self.linear_precision == "auto":
+            return jax.default_backend() == "cpu"
+        return self.linear_precision == "float32"
 
 
 LINEAR_SOLVERS = ("auto", "redblack", "block", "cyclic", "superlu")
@@ -492,7 +501,7 @@ class Simulator:
             # the residual (and rates) of each iterate is carried, so a converged iterate costs no
             # Jacobian or solve and the last one is not evaluated again
             v, _, _, it, _ = c
-            v_new = self.newton_update(fun, v, self.options.linear_precision == "float32")[0]
+            v_new = self.newton_update(fun, v, self.options.single_precision_solves)[0]
             return v_new, *res(v_new), it + 1, jnp.all(jnp.isfinite(v_new))
 
         v0 = self._pack(x_old if guess is None else guess)
