@@ -52,9 +52,9 @@ def _holes_deck(tmp_path: Path) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=8)
-def _jacobian(deck: Path, perm_mult: float = 1.0, dt_days: float = 5.0):
-    """A Newton Jacobian (nonzeros), residual and simulator at the deck's initial state."""
+def _residual_fun(deck: Path, perm_mult: float = 1.0, dt_days: float = 5.0):
+    """``(sim, fun, v)``: a Newton residual function of the deck's first step and the point to take
+    its Jacobian at (the initial state with a few cells of mobile water)."""
     case = build(read_deck_full(deck), Options(linear_solver="superlu"))
     sim = case.sim
     model, trans = sim._setup(case.model, case.params(perm_mult))
@@ -67,7 +67,14 @@ def _jacobian(deck: Path, perm_mult: float = 1.0, dt_days: float = 5.0):
     def fun(v: jnp.ndarray) -> jnp.ndarray:
         return sim.residual(model, trans, sim._unpack(v), x, dt, ctrl, rho)[0]
 
-    r, vals = jax.jit(lambda v: sim.jacobian_values(fun, v))(sim._pack(x))
+    return sim, fun, sim._pack(x)
+
+
+@functools.lru_cache(maxsize=8)
+def _jacobian(deck: Path, perm_mult: float = 1.0, dt_days: float = 5.0):
+    """A Newton Jacobian (nonzeros), residual and simulator at the deck's initial state."""
+    sim, fun, v = _residual_fun(deck, perm_mult, dt_days)
+    r, vals = jax.jit(lambda v: sim.jacobian_values(fun, v))(v)
     return sim, np.asarray(vals), np.asarray(r)
 
 
@@ -278,20 +285,11 @@ def test_coloured_jacobian_equals_dense_autodiff(deck: str) -> None:
     neighbourhood of an interior cell is a clique of the conflict graph ((i + 2j) mod 5 attains it;
     the wells, in corner cells, fit in)."""
     from twins.reservoir.run import x64_scope
-    from twins.reservoir.solver import column_colouring
 
     with x64_scope():
-        sim, vals, _ = _jacobian(CATALOG / f"{deck}.DATA")
-        case = build(read_deck_full(CATALOG / f"{deck}.DATA"), Options(linear_solver="superlu"))
-        model, trans = sim._setup(case.model, case.params(1.0))
-        ctrl = jax.tree_util.tree_map(lambda a: a[0], case.controls)
-        x = case.x0._replace(sw=case.x0.sw + 0.05 * (np.arange(sim.n) % 7 == 0))
-        rho = sim._well_density(model, x, ctrl)
-
-        def fun(v: jnp.ndarray) -> jnp.ndarray:
-            return sim.residual(model, trans, sim._unpack(v), x, jnp.asarray(5 * 86400.0), ctrl, rho)[0]
-
-        dense = np.asarray(jax.jacfwd(fun)(sim._pack(x)))
+        sim, fun, v = _residual_fun(CATALOG / f"{deck}.DATA")
+        vals = np.asarray(jax.jit(lambda v: sim.jacobian_values(fun, v)[1])(v))
+        dense = np.asarray(jax.jacfwd(fun)(v))
     scale = np.max(np.abs(dense))
     assert np.max(np.abs(dense[sim.rows, sim.cols] - vals)) < 1e-12 * scale
     outside = dense.copy()
@@ -299,7 +297,7 @@ def test_coloured_jacobian_equals_dense_autodiff(deck: str) -> None:
     assert np.max(np.abs(outside)) == 0.0
     size = dense.shape[0]
     mat = sp.csr_matrix((np.ones(sim.rows.size), (sim.rows, sim.cols)), shape=(size, size))
-    colors = column_colouring(mat)
+    colors = sim.colors
     gram = (mat.T @ mat).tocoo()
     off = gram.row != gram.col
     assert not np.any(colors[gram.row[off]] == colors[gram.col[off]])  # a valid distance-2 colouring

@@ -243,11 +243,6 @@ class BlackOilSimulator(Simulator):
         x3_new = jnp.clip(x3_new, -1.0, 1.0 - sw_new)
         return jnp.concatenate([p_new, sw_new, x3_new, v[3 * n :] + dv[3 * n :]])
 
-    def _converged3(self, r: jnp.ndarray) -> jnp.ndarray:
-        m = self.k * self.n
-        tol = self.options.tol
-        return (jnp.max(jnp.abs(r[:m])) < tol) & (jnp.max(jnp.abs(r[m:]), initial=0.0) < 10 * tol)
-
     # ---------------------------------------------------------------- time stepping
     def substep3(self, model: Model, trans: jnp.ndarray, x_old: BOState, dt: jnp.ndarray, ctrl: BOControls):
         """Newton solve of one implicit step: ``(new state, converged, iterations, info)``."""
@@ -260,7 +255,7 @@ class BlackOilSimulator(Simulator):
 
         def cond(c: tuple) -> jnp.ndarray:
             v, r, info, it, ok = c
-            return (~self._converged3(r)) & ok & (it < self.options.max_newton)
+            return (~self._residual_met(r, self.options.tol)) & ok & (it < self.options.max_newton)
 
         def body(c: tuple) -> tuple:
             # each iterate's residual is carried (as in Simulator._substep): a converged iterate
@@ -274,7 +269,7 @@ class BlackOilSimulator(Simulator):
             [x_old.p / P_UNIT, x_old.sw, self.to_x3(model.fluid, x_old, cap), x_old.bhp / P_UNIT]
         )
         v, r, info, its, ok = jax.lax.while_loop(cond, body, (v0, *res(v0), 0, True))
-        conv = self._converged3(r) & ok
+        conv = self._residual_met(r, self.options.tol) & ok
         x_new = BOState(v[:n] * P_UNIT, v[n : 2 * n], info["sg"], info["rs"], v[3 * n :] * P_UNIT)
         return x_new, conv, its, info
 

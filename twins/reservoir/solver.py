@@ -456,20 +456,26 @@ class Simulator:
         model = model._replace(pv_ref=model.pv_ref * poro_mult, wi=model.wi * perm_mult[self.perf_cell])
         return model, trans
 
-    def _mb_error(self, model: Model | None, r: jnp.ndarray, info: dict) -> jnp.ndarray:
+    def _mb_error(self, info: dict) -> jnp.ndarray:
+        """Relative mass-balance error of the step, the worse of the two phases."""
         err_w = jnp.abs(info["imb_w"]) / jnp.maximum(jnp.sum(info["mass_w"]), 1e-30)
         err_h = jnp.abs(info["imb_h"]) / jnp.maximum(jnp.sum(info["mass_h"]), 1e-30)
         return jnp.maximum(err_w, err_h)
 
+    def _residual_met(self, r: jnp.ndarray, cell_tol: float) -> jnp.ndarray:
+        """Every cell's scaled residual below ``cell_tol`` and every well equation below ``10 tol``."""
+        m = self.k * self.n
+        cells_met = jnp.max(jnp.abs(r[:m])) < cell_tol
+        return cells_met & (jnp.max(jnp.abs(r[m:]), initial=0.0) < 10 * self.options.tol)
+
     def _converged(self, r: jnp.ndarray, info: dict) -> jnp.ndarray:
-        """Newton's stopping test: every cell's scaled residual below ``cnv_tol`` (or ``tol``), the
-        step's mass-balance error below ``mb_tol``, every well equation below ``10 tol``."""
-        n, o = self.n, self.options
-        wells_met = jnp.max(jnp.abs(r[2 * n :]), initial=0.0) < 10 * o.tol
+        """Newton's stopping test: every cell's scaled residual below ``cnv_tol`` and the step's
+        mass-balance error below ``mb_tol`` (``cnv_tol=None``: every cell below ``tol``, no MB test),
+        every well equation below ``10 tol``."""
+        o = self.options
         if o.cnv_tol is None:
-            return (jnp.max(jnp.abs(r[: 2 * n])) < o.tol) & wells_met
-        cells_met = jnp.max(jnp.abs(r[: 2 * n])) < o.cnv_tol
-        return cells_met & (self._mb_error(None, r, info) < o.mb_tol) & wells_met
+            return self._residual_met(r, o.tol)
+        return self._residual_met(r, o.cnv_tol) & (self._mb_error(info) < o.mb_tol)
 
     def _substep(
         self,
@@ -480,7 +486,7 @@ class Simulator:
         ctrl: wells.WellControls,
         guess: State | None = None,
     ):
-        """Newton solve of one implicit step: (new state, converged, iterations, residual, info).
+        """Newton solve of one implicit step: (new state, converged, iterations, info).
 
         Newton starts from ``guess`` (default: ``x_old``); the time loop passes the state extrapolated
         along the last accepted step.
@@ -506,7 +512,7 @@ class Simulator:
 
         v0 = self._pack(x_old if guess is None else guess)
         v, r, info, its, ok = jax.lax.while_loop(cond, body, (v0, *res(v0), 0, True))
-        return self._unpack(v), self._converged(r, info) & ok, its, r, info
+        return self._unpack(v), self._converged(r, info) & ok, its, info
 
     def _report_step(
         self, model: Model, trans: jnp.ndarray, carry: tuple, inputs: tuple
@@ -525,7 +531,7 @@ class Simulator:
             guess = State(
                 x.p + dt_try * rate.p, jnp.clip(x.sw + dt_try * rate.sw, 0.0, 1.0), x.bhp + dt_try * rate.bhp
             )
-            x_new, conv, its, r, info = self._substep(model, trans, x, dt_try, ctrl, guess)
+            x_new, conv, its, info = self._substep(model, trans, x, dt_try, ctrl, guess)
             new_rate = jax.tree_util.tree_map(
                 lambda a, b, old: jnp.where(conv, (a - b) / dt_try, old), x_new, x, rate
             )
@@ -543,7 +549,7 @@ class Simulator:
                 jnp.where(conv, ch + dt_try * info["qh"], ch),
                 jnp.where(conv, info["qw"], qw),
                 jnp.where(conv, info["qh"], qh),
-                jnp.where(conv, jnp.maximum(mb, self._mb_error(model, r, info)), mb),
+                jnp.where(conv, jnp.maximum(mb, self._mb_error(info)), mb),
                 nsub + conv.astype(int),
                 nnew + its,
                 nfail + (~conv).astype(int),
@@ -591,8 +597,8 @@ class Simulator:
                 lambda v, _: (self.newton_update(fun, v)[0], None), self._pack(x), None, length=iterations
             )
             x_new = self._unpack(v)
-            r, info = self.residual(model, trans, x_new, x, dt, ctrl, rho_well)
-            mb = jnp.maximum(mb, self._mb_error(model, r, info))
+            info = self.residual(model, trans, x_new, x, dt, ctrl, rho_well)[1]
+            mb = jnp.maximum(mb, self._mb_error(info))
             return (x_new, cw + dt * info["qw"], ch + dt * info["qh"], mb), (info["qw"], info["qh"])
 
         def report(carry: tuple, inputs: tuple) -> tuple:
