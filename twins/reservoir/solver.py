@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import linsolve, props, wells
+from . import krylov, linsolve, props, wells
 from .geometry import Connections, transmissibility
 from .redblack import RedBlackSolver
 
@@ -107,6 +107,11 @@ class Options:
     # GEMM fusion aborts on the float32 solve, XLA 0.11.2). The fixed-step (differentiated) run always
     # solves in float64
     linear_precision: str = "auto"
+    # Newton within an adaptive time step: with the red-black solver, the Jacobian is factorised once,
+    # at the step's first iterate, and every Newton iteration solves with this many GMRES iterations
+    # (exact Jacobian applied matrix-free, that factorisation as preconditioner); 0: factorise the
+    # Jacobian at every Newton iteration (exact Newton with the direct solve)
+    krylov_iterations: int = 4
 
     def __post_init__(self) -> None:
         if self.linear_solver not in LINEAR_SOLVERS:
@@ -114,6 +119,8 @@ class Options:
                 f"Options.linear_solver must be one of {', '.join(map(repr, LINEAR_SOLVERS))}, "
                 f"got {self.linear_solver!r}"
             )
+        if self.krylov_iterations < 0:
+            raise ValueError(f"Options.krylov_iterations must be >= 0, got {self.krylov_iterations}")
         if self.linear_precision not in ("auto", "float32", "float64"):
             raise ValueError(
                 f"Options.linear_precision must be 'auto', 'float32' or 'float64', got {self.linear_precision!r}"
@@ -383,7 +390,7 @@ class Simulator:
 
     def jacobian_values(self, fun: Any, v: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
         """Residual and the Jacobian's nonzeros (in ``self.rows/cols`` order) by coloured JVPs."""
-        seeds = jnp.asarray(np.eye(self.n_colors)[self.colors].T)  # (n_colors, size)
+        seeds = jnp.asarray(np.eye(self.n_colors)[self.colors].T, v.dtype)  # (n_colors, size)
         r = fun(v)
         compressed = jax.vmap(lambda s: jax.jvp(fun, (v,), (s,))[1])(seeds)
         return r, compressed[self.colors[self.cols], self.rows]
@@ -434,10 +441,37 @@ class Simulator:
         """One damped Newton update (``single``: float32 linear solve); returns (new vector, residual
         norm before the update)."""
         r, vals = self.jacobian_values(fun, v)
-        dv = -self.solve(vals, r, single)
+        return self.updated(v, -self.solve(vals, r, single)), jnp.max(jnp.abs(r))
+
+    def updated(self, v: jnp.ndarray, dv: jnp.ndarray) -> jnp.ndarray:
+        """``v`` moved by the Newton update ``dv``, damped (:meth:`damped_pressure_and_water`)."""
         p_new, sw_new = self.damped_pressure_and_water(v, dv)
-        n = self.n
-        return jnp.concatenate([p_new, sw_new, v[2 * n :] + dv[2 * n :]]), jnp.max(jnp.abs(r))
+        return jnp.concatenate([p_new, sw_new, v[2 * self.n :] + dv[2 * self.n :]])
+
+    @property
+    def reuses_factorisation(self) -> bool:
+        """Whether adaptive steps factorise once and iterate with GMRES (``Options.krylov_iterations``)."""
+        return self.options.krylov_iterations > 0 and isinstance(self.block, RedBlackSolver)
+
+    def _reused_factorisation(self, fun: Any, v0: jnp.ndarray) -> tuple[Any, Any]:
+        """Newton solvers of one time step that factorise the Jacobian at ``v0`` once: ``(direct,
+        krylov)``, each ``(v, r) -> dv``. ``direct`` applies the factors (the exact Newton step at
+        ``v0``); ``krylov`` runs ``krylov_iterations`` GMRES iterations on the Jacobian at ``v``
+        (applied matrix-free through ``jax.linearize``) preconditioned by them. The linear solves
+        are inexact; the residual, state and stopping test stay float64."""
+        assert isinstance(self.block, RedBlackSolver)
+        low = jnp.float32 if self.options.single_precision_solves else v0.dtype
+        factors = self.block.factor(self.jacobian_values(fun, v0)[1].astype(low))
+
+        def direct(_v: jnp.ndarray, r: jnp.ndarray) -> jnp.ndarray:
+            return -self.block.apply(factors, r.astype(low)).astype(r.dtype)
+
+        def krylov_step(v: jnp.ndarray, r: jnp.ndarray) -> jnp.ndarray:
+            return krylov.gmres(
+                jax.linearize(fun, v)[1], lambda u: -direct(v, u), -r, self.options.krylov_iterations
+            )[0]
+
+        return direct, krylov_step
 
     def damped_pressure_and_water(self, v: jnp.ndarray, dv: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
         """New pressure and water saturation of a Newton update ``dv`` at ``v``: the pressure change
@@ -503,15 +537,28 @@ class Simulator:
             v, r, info, it, ok = c
             return (~self._converged(r, info)) & ok & (it < self.options.max_newton)
 
-        def body(c: tuple) -> tuple:
+        def step(c: tuple, delta: Any) -> tuple:
             # the residual (and rates) of each iterate is carried, so a converged iterate costs no
             # Jacobian or solve and the last one is not evaluated again
-            v, _, _, it, _ = c
-            v_new = self.newton_update(fun, v, self.options.single_precision_solves)[0]
+            v, r, _, it, _ = c
+            v_new = self.updated(v, delta(v, r))
             return v_new, *res(v_new), it + 1, jnp.all(jnp.isfinite(v_new))
 
         v0 = self._pack(x_old if guess is None else guess)
-        v, r, info, its, ok = jax.lax.while_loop(cond, body, (v0, *res(v0), 0, True))
+        start = (v0, *res(v0), 0, True)
+        if self.reuses_factorisation:
+            direct, krylov_step = self._reused_factorisation(fun, v0)
+            # the first iteration uses the factors of its own Jacobian directly, the others GMRES
+            first = step(start, direct)
+            start = jax.tree_util.tree_map(partial(jnp.where, cond(start)), first, start)
+            body = partial(step, delta=krylov_step)
+        else:
+
+            def exact(v: jnp.ndarray, r: jnp.ndarray) -> jnp.ndarray:
+                return -self.solve(self.jacobian_values(fun, v)[1], r, self.options.single_precision_solves)
+
+            body = partial(step, delta=exact)
+        v, r, info, its, ok = jax.lax.while_loop(cond, body, start)
         return self._unpack(v), self._converged(r, info) & ok, its, info
 
     def _report_step(
