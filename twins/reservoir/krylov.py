@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 
 TINY = 1e-300
@@ -30,6 +31,9 @@ def gmres(
     """Approximate solution of ``A x = b`` after ``iterations`` steps of right-preconditioned GMRES
     from ``x = 0``, and the norm of its residual ``b - A x`` relative to ``|b|``.
 
+    The Arnoldi steps run in a ``lax.fori_loop``, so ``matvec`` and ``precond`` are traced once
+    (an unrolled red-black ``precond`` is large); the small least-squares problem is unrolled.
+
     Parameters
     ----------
     matvec
@@ -43,39 +47,41 @@ def gmres(
     """
     if iterations < 1:
         raise ValueError(f"gmres needs at least one iteration, got {iterations}")
+    m = iterations
     beta = jnp.linalg.norm(b)
-    basis = [b / jnp.maximum(beta, TINY)]
-    search: list[jnp.ndarray] = []
-    g = [beta] + [jnp.zeros_like(beta)] * iterations  # rotated right-hand side beta e_1
-    cs: list[jnp.ndarray] = []
-    sn: list[jnp.ndarray] = []
-    r_cols: list[list[jnp.ndarray]] = []  # columns of the triangular factor R
-    for j in range(iterations):
+    basis = jnp.zeros((m + 1,) + b.shape, b.dtype).at[0].set(b / jnp.maximum(beta, TINY))
+    search = jnp.zeros((m,) + b.shape, b.dtype)
+    hess = jnp.zeros((m + 1, m), b.dtype)
+
+    def arnoldi(j: jnp.ndarray, carry: tuple) -> tuple:
+        basis, search, hess = carry
         z = precond(basis[j])
         w = matvec(z)
-        h = []
-        for v in basis:
-            hij = jnp.vdot(v, w)
-            w = w - hij * v
-            h.append(hij)
+        for i in range(m):  # modified Gram-Schmidt against the vectors built so far
+            hij = jnp.where(i <= j, jnp.vdot(basis[i], w), 0.0)
+            w = w - hij * basis[i]
+            hess = hess.at[i, j].set(hij)
         h_next = jnp.linalg.norm(w)
-        basis.append(jnp.where(h_next > TINY, w / jnp.maximum(h_next, TINY), 0.0))
-        search.append(z)
-        for i in range(j):  # earlier rotations
-            h[i], h[i + 1] = cs[i] * h[i] + sn[i] * h[i + 1], -sn[i] * h[i] + cs[i] * h[i + 1]
-        den = jnp.sqrt(h[j] ** 2 + h_next**2)
+        hess = hess.at[j + 1, j].set(h_next)
+        basis = basis.at[j + 1].set(jnp.where(h_next > TINY, w / jnp.maximum(h_next, TINY), 0.0))
+        return basis, search.at[j].set(z), hess
+
+    basis, search, hess = jax.lax.fori_loop(0, m, arnoldi, (basis, search, hess))
+    # Givens rotations reduce H to triangular R and beta e_1 to g
+    h = [[hess[i, j] for j in range(m)] for i in range(m + 1)]
+    g = [beta] + [jnp.zeros_like(beta)] * m
+    for j in range(m):
+        den = jnp.sqrt(h[j][j] ** 2 + h[j + 1][j] ** 2)
         safe = jnp.maximum(den, TINY)
-        c, s = jnp.where(den > TINY, h[j] / safe, 1.0), jnp.where(den > TINY, h_next / safe, 0.0)
-        cs.append(c)
-        sn.append(s)
-        h[j] = c * h[j] + s * h_next
+        c = jnp.where(den > TINY, h[j][j] / safe, 1.0)
+        s = jnp.where(den > TINY, h[j + 1][j] / safe, 0.0)
+        for col in range(j, m):
+            h[j][col], h[j + 1][col] = c * h[j][col] + s * h[j + 1][col], -s * h[j][col] + c * h[j + 1][col]
         g[j], g[j + 1] = c * g[j], -s * g[j]
-        r_cols.append(h[: j + 1])
-    # back substitution R y = g[:m]
-    y: list[jnp.ndarray] = [jnp.zeros_like(beta)] * iterations
-    for i in range(iterations - 1, -1, -1):
-        acc = g[i] - sum((r_cols[j][i] * y[j] for j in range(i + 1, iterations)), jnp.zeros_like(beta))
-        diag = r_cols[i][i]
-        y[i] = jnp.where(jnp.abs(diag) > TINY, acc / jnp.where(jnp.abs(diag) > TINY, diag, 1.0), 0.0)
-    x = sum((yi * zi for yi, zi in zip(y, search, strict=True)), jnp.zeros_like(b))
-    return x, jnp.abs(g[iterations]) / jnp.maximum(beta, TINY)
+    y: list[jnp.ndarray] = [jnp.zeros_like(beta)] * m  # back substitution R y = g[:m]
+    for i in range(m - 1, -1, -1):
+        acc = g[i] - sum((h[i][j] * y[j] for j in range(i + 1, m)), jnp.zeros_like(beta))
+        ok = jnp.abs(h[i][i]) > TINY
+        y[i] = jnp.where(ok, acc / jnp.where(ok, h[i][i], 1.0), 0.0)
+    x = jnp.tensordot(jnp.stack(y), search, axes=1)
+    return x, jnp.abs(g[m]) / jnp.maximum(beta, TINY)

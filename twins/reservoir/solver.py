@@ -12,7 +12,10 @@ of its known sparsity (one JVP per colour, 10-18 colours on the decks), and each
 solved by a direct method (``Options.linear_solver``: the pure-JAX red-black / level-set solver of
 :mod:`.redblack` or block solver of :mod:`.linsolve`, which batch under ``vmap``, or SuperLU through
 ``jax.pure_callback``) wrapped in ``lax.custom_linear_solve``,
-so gradients flow through the solves. Time steps adapt (growth limited by the saturation change) and
+so gradients flow through the solves. In the adaptive run with the red-black solver, the Jacobian is
+factorised once per time step, at its first iterate, and the later Newton systems are solved by a few
+GMRES iterations (:mod:`.krylov`) on the exact Jacobian applied matrix-free, preconditioned by that
+factorisation (``Options.krylov_iterations``). Time steps adapt (growth limited by the saturation change) and
 are halved when Newton fails. The report-step loop is ``lax.scan``, the sub-steps ``lax.while_loop``;
 a fixed-step variant (``lax.scan`` throughout) is reverse-differentiable for history matching.
 
