@@ -213,9 +213,7 @@ class BlackOilSimulator(Simulator):
         f_g, _ = flux(p + ph["pcgo"], ph["rho_g"], ph["lam_g"])
         f_g = f_g + f_o * jnp.where(up_o, rs[a], rs[b])
         qw, qo, qg = self._perf_rates(model, p, bhp, ph, ctrl, rho_well)
-
-        def div(fl: jnp.ndarray) -> jnp.ndarray:
-            return jax.ops.segment_sum(fl, a, n) - jax.ops.segment_sum(fl, b, n)
+        div = self.divergence
 
         imb, res = [], []
         for m, m0, fl, q, scale in zip(

@@ -115,7 +115,7 @@ class RedBlackSolver(DirectSolver):
         t_of = np.where(is_red[pairs[:, 0]], pairs[:, 1], pairs[:, 0])
         red_index = np.full(n, -1, np.int64)
         red_index[self.red] = np.arange(self.red.size)
-        self.nbr = _padded_groups(red_index[r_of], t_of, -1, self.red.size)[0].astype(np.int64)
+        self.nbr = padded_groups(red_index[r_of], t_of, -1, self.red.size)[0].astype(np.int64)
         self.dmax = self.nbr.shape[1]
         to_black = np.full(n + 1, self.black.size, np.int64)  # cell -> black index (n, padding -> dump)
         to_black[self.black] = np.arange(self.black.size)
@@ -123,7 +123,7 @@ class RedBlackSolver(DirectSolver):
         # for every black cell, the (red cell, neighbour slot) terms it receives (padding -> nr * d)
         flat_nbr = self.nbr_black.reshape(-1)
         real = flat_nbr < self.black.size
-        self.red_terms = _padded_groups(
+        self.red_terms = padded_groups(
             flat_nbr[real], np.flatnonzero(real), self.red.size * self.dmax, self.black.size
         )[0]
         self.cell_slot = np.empty(n, np.int64)  # cell -> row of [x_black, x_red]
@@ -228,7 +228,7 @@ class RedBlackSolver(DirectSolver):
         own = np.where(own == nnz, zero, own)  # a missing entry of the Jacobian reads the zero slot
         src = np.concatenate([own, nnz + np.arange(n_schur)])
         keep = pos < self.total
-        maps["nz_src"], nz_pos = _padded_groups(pos[keep], src[keep], zero)
+        maps["nz_src"], nz_pos = padded_groups(pos[keep], src[keep], zero)
         inv = np.full(self.total, nz_pos.size, np.int64)
         inv[nz_pos] = np.arange(nz_pos.size)
         maps["dense"] = inv.astype(np.int32)
@@ -385,7 +385,7 @@ class Factors(NamedTuple):
     w_inv: jnp.ndarray | None  # (D - C A^-1 B)^-1
 
 
-def _padded_groups(
+def padded_groups(
     key: np.ndarray, value: np.ndarray, pad: int, n_keys: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Group ``value`` by ``key``: ``(table, keys)`` with ``table[i]`` the values of ``keys[i]`` padded with
