@@ -459,6 +459,39 @@ class Simulator:
         p_new, sw_new = self.damped_pressure_and_water(v, dv)
         return jnp.concatenate([p_new, sw_new, v[2 * self.n :] + dv[2 * self.n :]])
 
+    def newton_loop(self, res: Any, v0: jnp.ndarray, cond: Any, updated: Any) -> tuple:
+        """Newton's ``lax.while_loop`` from ``v0``: the final ``(v, r, info, iterations, finite)``.
+
+        ``res(v) -> (r, info)``; ``cond(carry)`` keeps iterating; ``updated(v, dv)`` applies a
+        (damped) update. With :attr:`reuses_factorisation` the Jacobian at ``v0`` is factorised once:
+        the first iteration applies it, the later ones run GMRES (:meth:`_reused_factorisation`);
+        otherwise every iteration solves its own Jacobian directly.
+        """
+
+        def fun(v: jnp.ndarray) -> jnp.ndarray:
+            return res(v)[0]
+
+        def step(c: tuple, delta: Any) -> tuple:
+            # the residual (and rates) of each iterate is carried, so a converged iterate costs no
+            # Jacobian or solve and the last one is not evaluated again
+            v, r, _, it, _ = c
+            v_new = updated(v, delta(v, r))
+            return v_new, *res(v_new), it + 1, jnp.all(jnp.isfinite(v_new))
+
+        start = (v0, *res(v0), 0, True)
+        if self.reuses_factorisation:
+            direct, krylov_step = self._reused_factorisation(fun, v0)
+            first = step(start, direct)
+            start = jax.tree_util.tree_map(partial(jnp.where, cond(start)), first, start)
+            body = partial(step, delta=krylov_step)
+        else:
+
+            def exact(v: jnp.ndarray, r: jnp.ndarray) -> jnp.ndarray:
+                return -self.solve(self.jacobian_values(fun, v)[1], r, self.options.single_precision_solves)
+
+            body = partial(step, delta=exact)
+        return jax.lax.while_loop(cond, body, start)
+
     @property
     def reuses_factorisation(self) -> bool:
         """Whether adaptive steps factorise once and iterate with GMRES (``Options.krylov_iterations``)."""
@@ -541,35 +574,12 @@ class Simulator:
         def res(v: jnp.ndarray) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
             return self.residual(model, trans, self._unpack(v), x_old, dt, ctrl, rho_well)
 
-        def fun(v: jnp.ndarray) -> jnp.ndarray:
-            return res(v)[0]
-
         def cond(c: tuple) -> jnp.ndarray:
             v, r, info, it, ok = c
             return (~self._converged(r, info)) & ok & (it < self.options.max_newton)
 
-        def step(c: tuple, delta: Any) -> tuple:
-            # the residual (and rates) of each iterate is carried, so a converged iterate costs no
-            # Jacobian or solve and the last one is not evaluated again
-            v, r, _, it, _ = c
-            v_new = self.updated(v, delta(v, r))
-            return v_new, *res(v_new), it + 1, jnp.all(jnp.isfinite(v_new))
-
         v0 = self._pack(x_old if guess is None else guess)
-        start = (v0, *res(v0), 0, True)
-        if self.reuses_factorisation:
-            direct, krylov_step = self._reused_factorisation(fun, v0)
-            # the first iteration uses the factors of its own Jacobian directly, the others GMRES
-            first = step(start, direct)
-            start = jax.tree_util.tree_map(partial(jnp.where, cond(start)), first, start)
-            body = partial(step, delta=krylov_step)
-        else:
-
-            def exact(v: jnp.ndarray, r: jnp.ndarray) -> jnp.ndarray:
-                return -self.solve(self.jacobian_values(fun, v)[1], r, self.options.single_precision_solves)
-
-            body = partial(step, delta=exact)
-        v, r, info, its, ok = jax.lax.while_loop(cond, body, start)
+        v, r, info, its, ok = self.newton_loop(res, v0, cond, self.updated)
         return self._unpack(v), self._converged(r, info) & ok, its, info
 
     def _report_step(
