@@ -213,13 +213,12 @@ class BlackOilSimulator(Simulator):
         f_g, _ = flux(p + ph["pcgo"], ph["rho_g"], ph["lam_g"])
         f_g = f_g + f_o * jnp.where(up_o, rs[a], rs[b])
         qw, qo, qg = self._perf_rates(model, p, bhp, ph, ctrl, rho_well)
-        div = self.divergence
 
         imb, res = [], []
         for m, m0, fl, q, scale in zip(
             mass, mass0, (f_w, f_o, f_g), (qw, qo, qg), ("bw", "bo", "bg"), strict=True
         ):
-            r = m - m0 + dt * (div(fl) + jax.ops.segment_sum(q, self.perf_cell, n))
+            r = m - m0 + dt * (self.divergence(fl) + jax.ops.segment_sum(q, self.perf_cell, n))
             imb.append(r)
             res.append(r / (model.pv_ref * jax.lax.stop_gradient(ph0[scale])))
         q_well = [jax.ops.segment_sum(q, self.perf_well, self.nw) for q in (qw, qo, qg)]

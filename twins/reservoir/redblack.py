@@ -255,19 +255,19 @@ class RedBlackSolver(DirectSolver):
     def _cells(self, src: jnp.ndarray, maps: dict, rhs: jnp.ndarray) -> jnp.ndarray:
         """Solve ``A X = rhs`` for the cell block ``A`` (rhs: (k n, q), variable-major rows)."""
         r_inv, g_mat, a_br, flat = self._eliminate(src, maps)
-        per_cell, g_rhs, f_black = self._forward_red(r_inv, a_br, rhs)
+        g_rhs, f_black = self._forward_red(r_inv, a_br, rhs)
         x_black = self._thomas(flat, f_black, rhs.shape[-1])  # (n_black, k, q)
         return self._back_red(g_mat, g_rhs, x_black)
 
     def _forward_red(
         self, r_inv: jnp.ndarray, a_br: jnp.ndarray, rhs: jnp.ndarray
     ) -> tuple[jnp.ndarray, ...]:
-        """Cell-major right-hand side, ``A_rr^-1 r_red`` and the black right-hand side it leaves."""
+        """``A_rr^-1 r_red`` and the black right-hand side that the red elimination leaves."""
         n, k, q = self.n, self.k, rhs.shape[-1]
         per_cell = rhs.reshape(k, n, q).transpose(1, 0, 2)  # (n, k, q)
         g_rhs = r_inv @ per_cell[self.red]  # (nr, k, q)
         sent = jnp.concatenate([-(a_br @ g_rhs[:, None]).reshape(-1, k, q), jnp.zeros((1, k, q), rhs.dtype)])
-        return per_cell, g_rhs, per_cell[self.black] + jnp.sum(sent[self.red_terms], axis=1)
+        return g_rhs, per_cell[self.black] + jnp.sum(sent[self.red_terms], axis=1)
 
     def _back_red(self, g_mat: jnp.ndarray, g_rhs: jnp.ndarray, x_black: jnp.ndarray) -> jnp.ndarray:
         """Red unknowns by back substitution; all cell unknowns, variable-major (k n, q)."""
@@ -342,16 +342,14 @@ class RedBlackSolver(DirectSolver):
         cells = Factors(r_inv, g_mat, a_br, tuple(s_inv), tuple(ws), tuple(lows), None, None, None)
         if self.nw == 0:
             return cells
-        nc = self.k * self.n
         b_mat, c_mat, d_mat = src[maps["B"]], src[maps["C"]], src[maps["D"]]
         z = self._apply_cells(cells, b_mat)  # A^-1 B
-        w_inv = jnp.linalg.inv(d_mat - c_mat @ z)
-        return cells._replace(z=z, c_mat=c_mat, w_inv=w_inv) if nc else cells
+        return cells._replace(z=z, c_mat=c_mat, w_inv=jnp.linalg.inv(d_mat - c_mat @ z))
 
     def _apply_cells(self, fac: Factors, rhs: jnp.ndarray) -> jnp.ndarray:
         """``A^-1 rhs`` for the cell block from its factors (rhs: (k n, q))."""
         q = rhs.shape[-1]
-        _, g_rhs, f_black = self._forward_red(fac.r_inv, fac.a_br, rhs)
+        g_rhs, f_black = self._forward_red(fac.r_inv, fac.a_br, rhs)
         starts = np.concatenate([[0], np.cumsum(self.sizes)])
         ys: list[jnp.ndarray] = []
         for j, inv in enumerate(fac.s_inv):
