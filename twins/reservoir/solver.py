@@ -7,8 +7,10 @@ divided by the cell's reference pore volume (so that they read as saturation err
     R_a,i = [A_a,i(x) - A_a,i(x_old) + dt (sum_j F_a,ij + Q_a,i)] / pv_i,   A_a = pv(p) s_a / B_a(p)
 
 with upstream-weighted mobilities and a gravity term in each flux, and the well equations of
-:mod:`.wells`. Newton's Jacobian comes from JAX forward-mode autodiff, compressed by a distance-2 colouring
-of its known sparsity (one JVP per colour, 10-18 colours on the decks), and each Newton system is
+:mod:`.wells`. Newton's Jacobian comes from JAX forward-mode autodiff of the residual's
+local pieces (cells, connections, perforations, wells; :mod:`.assembly`), or, where a pair of cells is
+joined twice and for black oil, of the whole residual compressed by a distance-2 colouring of its
+known sparsity (one JVP per colour, 10-18 colours on the decks), and each Newton system is
 solved by a direct method (``Options.linear_solver``: the pure-JAX red-black / level-set solver of
 :mod:`.redblack` or block solver of :mod:`.linsolve`, which batch under ``vmap``, or SuperLU through
 ``jax.pure_callback``) wrapped in ``lax.custom_linear_solve``,
@@ -34,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import krylov, linsolve, props, wells
+from .assembly import FLUX_TERMS, PERFORATION_TERMS, AssemblyPlan, local_derivatives, take
 from .geometry import Connections, transmissibility
 from .redblack import RedBlackSolver, padded_groups
 
@@ -215,10 +218,24 @@ class Simulator:
         self.options = options or Options()
         self.conn_a, self.conn_b = np.asarray(conn.a), np.asarray(conn.b)
         self.perf_cell, self.perf_well = np.asarray(perf_cell), np.asarray(perf_well)
-        self.first_cell = np.array(
-            [self.perf_cell[self.perf_well == k][0] for k in range(self.nw)], dtype=np.int64
-        )
+        self.first_perf = np.array([np.flatnonzero(self.perf_well == k)[0] for k in range(self.nw)], np.int64)
+        self.first_cell = self.perf_cell[self.first_perf].astype(np.int64)
         self.rows, self.cols, self.colors, self.n_colors = self._pattern()
+        self.assembly: AssemblyPlan | None = None
+        if self.k == 2:  # two-phase: the Jacobian is assembled from local derivatives (.assembly)
+            try:
+                self.assembly = AssemblyPlan(
+                    self.n, self.nw, self.conn_a, self.conn_b, self.perf_cell, self.perf_well
+                )
+            except ValueError:  # a pair of cells joined twice: colour and differentiate the residual
+                pass
+            else:
+                size = self.k * self.n + self.nw
+                same = np.array_equal(
+                    np.sort(self.assembly.rows * size + self.assembly.cols), self.rows * size + self.cols
+                )
+                assert same, "the assembly plan's sparsity differs from the residual's"
+                self.rows, self.cols = self.assembly.rows, self.assembly.cols
         # each cell's incident connections, as indices into [flux, -flux, 0] (a gather: XLA's CPU
         # scatter-add, which segment_sum lowers to, is several times slower)
         n_conn = self.conn_a.size
@@ -312,18 +329,17 @@ class Simulator:
             "rho_w": f.rho_w * bw, "rho_h": f.rho_h * bh,
         }  # fmt: skip
 
-    def _well_rates(self, model: Model, x: State, ph: dict, ctrl: wells.WellControls, rho_well: jnp.ndarray):
+    def _perforation_rates(
+        self, model: Model, qc: dict, bhp_p: jnp.ndarray, ctrl: wells.WellControls, rho_well: jnp.ndarray
+    ) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """Surface rates of every perforation from its cell's terms ``qc`` and its well's BHP ``bhp_p`` (Pa)."""
         c, w = self.perf_cell, self.perf_well
         z = model.depth[c] - model.ref_depth[w]
-        p_well = x.bhp[w] + rho_well[w] * props.GRAVITY * z
-        dp = x.p[c] - p_well
-        dp_w = dp - ph["pc"][c]
-        open_ = ctrl.is_open[w]
-        qw, qh = wells.perforation_rates(
-            model.wi * open_, dp, dp_w, ph["lam_w"][c], ph["lam_h"][c],
-            ph["mob_t"][c] * ph["bw"][c], ph["mob_t"][c] * ph["bh"][c], ctrl.is_inj[w], ctrl.inj_water[w],
+        dp = qc["p"] - (bhp_p + rho_well[w] * props.GRAVITY * z)
+        return wells.perforation_rates(
+            model.wi * ctrl.is_open[w], dp, dp - qc["pc"], qc["lam_w"], qc["lam_h"],
+            qc["mob_t"] * qc["bw"], qc["mob_t"] * qc["bh"], ctrl.is_inj[w], ctrl.inj_water[w],
         )  # fmt: skip
-        return qw, qh
 
     def _well_density(self, model: Model, x_old: State, ctrl: wells.WellControls) -> jnp.ndarray:
         """Mixture density in each wellbore from the previous state (explicit), kg/m3."""
@@ -338,6 +354,26 @@ class Simulator:
         inj_rho = jnp.where(ctrl.inj_water > 0, rho_w_max, rho_h_max)
         return jnp.where(ctrl.is_inj > 0, inj_rho, prod_rho)
 
+    def _cell_terms(self, model: Model, p: jnp.ndarray, sw: jnp.ndarray) -> dict[str, jnp.ndarray]:
+        """Everything the residual needs of each cell at pressure ``p`` (Pa) and saturation ``sw``:
+        the phase state, the water-phase pressure and the phases' masses (surface volumes)."""
+        ph = self._phase_state(model, p, sw)
+        pv = props.pore_volume(model.fluid, model.pv_ref, p)
+        return {
+            **ph, "p": p, "pw": p - ph["pc"], "mass_w": pv * sw * ph["bw"], "mass_h": pv * (1 - sw) * ph["bh"],
+        }  # fmt: skip
+
+    def _fluxes(
+        self, trans: jnp.ndarray, gdz: jnp.ndarray, qa: dict, qb: dict
+    ) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """Water and hydrocarbon fluxes (a to b) of every connection from its cells' terms, upstream
+        mobilities, ``gdz = g (depth_a - depth_b)``."""
+        dphi_h = qa["p"] - qb["p"] - 0.5 * (qa["rho_h"] + qb["rho_h"]) * gdz
+        dphi_w = qa["pw"] - qb["pw"] - 0.5 * (qa["rho_w"] + qb["rho_w"]) * gdz
+        flux_h = trans * jnp.where(dphi_h > 0, qa["lam_h"], qb["lam_h"]) * dphi_h
+        flux_w = trans * jnp.where(dphi_w > 0, qa["lam_w"], qb["lam_w"]) * dphi_w
+        return flux_w, flux_h
+
     def residual(
         self,
         model: Model,
@@ -349,41 +385,54 @@ class Simulator:
         rho_well: jnp.ndarray,
     ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
         """Scaled residual vector ``[R_w (N), R_h (N), well (W)]`` and the well rates."""
-        f = model.fluid
-        ph = self._phase_state(model, x.p, x.sw)
-        ph0 = self._phase_state(model, x_old.p, x_old.sw)
-        pv = props.pore_volume(f, model.pv_ref, x.p)
-        pv0 = props.pore_volume(f, model.pv_ref, x_old.p)
-        acc_w = pv * x.sw * ph["bw"] - pv0 * x_old.sw * ph0["bw"]
-        acc_h = pv * (1 - x.sw) * ph["bh"] - pv0 * (1 - x_old.sw) * ph0["bh"]
-        a, b = self.conn_a, self.conn_b
+        q = self._cell_terms(model, x.p, x.sw)
+        q0 = self._cell_terms(model, x_old.p, x_old.sw)
+        a, b, c, w, n = self.conn_a, self.conn_b, self.perf_cell, self.perf_well, self.n
         gdz = props.GRAVITY * (model.depth[a] - model.depth[b])
-        dphi_h = x.p[a] - x.p[b] - 0.5 * (ph["rho_h"][a] + ph["rho_h"][b]) * gdz
-        pw = x.p - ph["pc"]
-        dphi_w = pw[a] - pw[b] - 0.5 * (ph["rho_w"][a] + ph["rho_w"][b]) * gdz
-        flux_h = trans * jnp.where(dphi_h > 0, ph["lam_h"][a], ph["lam_h"][b]) * dphi_h
-        flux_w = trans * jnp.where(dphi_w > 0, ph["lam_w"][a], ph["lam_w"][b]) * dphi_w
-        n = self.n
-        qw, qh = self._well_rates(model, x, ph, ctrl, rho_well)
-        src_w = jax.ops.segment_sum(qw, self.perf_cell, n)
-        src_h = jax.ops.segment_sum(qh, self.perf_cell, n)
-        imb_w = acc_w + dt * (self.divergence(flux_w) + src_w)
-        imb_h = acc_h + dt * (self.divergence(flux_h) + src_h)
+        flux_w, flux_h = self._fluxes(trans, gdz, take(q, FLUX_TERMS, a), take(q, FLUX_TERMS, b))
+        qw, qh = self._perforation_rates(model, take(q, PERFORATION_TERMS, c), x.bhp[w], ctrl, rho_well)
+        src_w = jax.ops.segment_sum(qw, c, n)
+        src_h = jax.ops.segment_sum(qh, c, n)
+        imb_w = q["mass_w"] - q0["mass_w"] + dt * (self.divergence(flux_w) + src_w)
+        imb_h = q["mass_h"] - q0["mass_h"] + dt * (self.divergence(flux_h) + src_h)
         # scaled by the old-state B: residuals read as saturation errors (CNV-like) for both phases
-        r_w = imb_w / (model.pv_ref * jax.lax.stop_gradient(ph0["bw"]))
-        r_h = imb_h / (model.pv_ref * jax.lax.stop_gradient(ph0["bh"]))
-        qw_well = jax.ops.segment_sum(qw, self.perf_well, self.nw)
-        qh_well = jax.ops.segment_sum(qh, self.perf_well, self.nw)
+        r_w = imb_w / (model.pv_ref * jax.lax.stop_gradient(q0["bw"]))
+        r_h = imb_h / (model.pv_ref * jax.lax.stop_gradient(q0["bh"]))
+        qw_well = jax.ops.segment_sum(qw, w, self.nw)
+        qh_well = jax.ops.segment_sum(qh, w, self.nw)
         r_well = wells.control_equation(ctrl, x.bhp, qw_well, qh_well, x.p[self.first_cell])
         info = {
             "qw": qw_well,
             "qh": qh_well,
-            "mass_w": pv * x.sw * ph["bw"],
-            "mass_h": pv * (1 - x.sw) * ph["bh"],
+            "mass_w": q["mass_w"],
+            "mass_h": q["mass_h"],
             "imb_w": jnp.sum(imb_w),
             "imb_h": jnp.sum(imb_h),
         }
         return jnp.concatenate([r_w, r_h, r_well]), info
+
+    def _local_jacobian(self, *step: Any) -> Any:
+        """``v -> nonzeros`` of one time step's Jacobian by :meth:`local_jacobian` (``step``: its
+        arguments before ``v``), or ``None`` where the assembly does not apply (then Newton colours)."""
+        return None if self.assembly is None else partial(self.local_jacobian, *step)
+
+    def local_jacobian(
+        self,
+        model: Model,
+        trans: jnp.ndarray,
+        x_old: State,
+        dt: jnp.ndarray,
+        ctrl: wells.WellControls,
+        rho_well: jnp.ndarray,
+        v: jnp.ndarray,
+    ) -> jnp.ndarray:
+        """Nonzeros of the Jacobian of :meth:`residual` at the unknown vector ``v`` (``self.rows/cols``
+        order), from derivatives of its local pieces (:func:`.assembly.local_derivatives`): two
+        tangents per cell, four per connection, three per perforation, four per well, instead of one
+        residual JVP per colour."""
+        assert self.assembly is not None
+        step = (model, trans, x_old, dt, ctrl, rho_well)
+        return self.assembly.values(local_derivatives(self, step, v, P_UNIT))
 
     def divergence(self, flux: jnp.ndarray) -> jnp.ndarray:
         """Net outflow of every cell, ``sum_j F_ij``, from the connection fluxes ``F`` (a to b positive)."""
@@ -445,27 +494,34 @@ class Simulator:
 
         return jax.lax.custom_linear_solve(matvec, rhs, make(False), make(True))
 
-    def newton_update(self, fun: Any, v: jnp.ndarray) -> jnp.ndarray:
-        """One damped Newton update with a direct float64 solve (the fixed-step, differentiated run)."""
-        r, vals = self.jacobian_values(fun, v)
-        return self.updated(v, -self.solve(vals, r))
+    def newton_update(self, fun: Any, v: jnp.ndarray, jac: Any = None) -> jnp.ndarray:
+        """One damped Newton update with a direct float64 solve (the fixed-step, differentiated run);
+        ``jac(v)``: the Jacobian's nonzeros (default: :meth:`jacobian_values` of ``fun``)."""
+        vals = self.jacobian_values(fun, v)[1] if jac is None else jac(v)
+        return self.updated(v, -self.solve(vals, fun(v)))
 
     def updated(self, v: jnp.ndarray, dv: jnp.ndarray) -> jnp.ndarray:
         """``v`` moved by the Newton update ``dv``, damped (:meth:`damped_pressure_and_water`)."""
         p_new, sw_new = self.damped_pressure_and_water(v, dv)
         return jnp.concatenate([p_new, sw_new, v[2 * self.n :] + dv[2 * self.n :]])
 
-    def newton_loop(self, res: Any, v0: jnp.ndarray, cond: Any, updated: Any) -> tuple:
+    def newton_loop(self, res: Any, v0: jnp.ndarray, cond: Any, updated: Any, jac: Any = None) -> tuple:
         """Newton's ``lax.while_loop`` from ``v0``: the final ``(v, r, info, iterations, finite)``.
 
         ``res(v) -> (r, info)``; ``cond(carry)`` keeps iterating; ``updated(v, dv)`` applies a
-        (damped) update. With :attr:`reuses_factorisation` the Jacobian at ``v0`` is factorised once:
+        (damped) update; ``jac(v)`` gives the Jacobian's nonzeros (default: :meth:`jacobian_values`
+        of the residual). With :attr:`reuses_factorisation` the Jacobian at ``v0`` is factorised once:
         the first iteration applies it, the later ones run GMRES (:meth:`_reused_factorisation`);
         otherwise every iteration solves its own Jacobian directly.
         """
 
         def fun(v: jnp.ndarray) -> jnp.ndarray:
             return res(v)[0]
+
+        if jac is None:
+
+            def jac(v: jnp.ndarray) -> jnp.ndarray:
+                return self.jacobian_values(fun, v)[1]
 
         def step(c: tuple, delta: Any) -> tuple:
             # the residual (and rates) of each iterate is carried, so a converged iterate costs no
@@ -476,14 +532,14 @@ class Simulator:
 
         start = (v0, *res(v0), 0, True)
         if self.reuses_factorisation:
-            direct, krylov_step = self._reused_factorisation(fun, v0)
+            direct, krylov_step = self._reused_factorisation(fun, jac(v0))
             first = step(start, direct)
             start = jax.tree_util.tree_map(partial(jnp.where, cond(start)), first, start)
             body = partial(step, delta=krylov_step)
         else:
 
             def exact(v: jnp.ndarray, r: jnp.ndarray) -> jnp.ndarray:
-                return -self.solve(self.jacobian_values(fun, v)[1], r, self.options.single_precision_solves)
+                return -self.solve(jac(v), r, self.options.single_precision_solves)
 
             body = partial(step, delta=exact)
         return jax.lax.while_loop(cond, body, start)
@@ -493,15 +549,15 @@ class Simulator:
         """Whether adaptive steps factorise once and iterate with GMRES (``Options.krylov_iterations``)."""
         return self.options.krylov_iterations > 0 and isinstance(self.block, RedBlackSolver)
 
-    def _reused_factorisation(self, fun: Any, v0: jnp.ndarray) -> tuple[Any, Any]:
-        """Newton solvers of one time step that factorise the Jacobian at ``v0`` once: ``(direct,
-        krylov)``, each ``(v, r) -> dv``. ``direct`` applies the factors (the exact Newton step at
-        ``v0``); ``krylov`` runs ``krylov_iterations`` GMRES iterations on the Jacobian at ``v``
+    def _reused_factorisation(self, fun: Any, vals: jnp.ndarray) -> tuple[Any, Any]:
+        """Newton solvers of one time step that factorise the Jacobian (nonzeros ``vals``, at the
+        step's first iterate) once: ``(direct, krylov)``, each ``(v, r) -> dv``. ``direct`` applies
+        the factors (the exact Newton step there); ``krylov`` runs ``krylov_iterations`` GMRES iterations on the Jacobian at ``v``
         (applied matrix-free through ``jax.linearize``) preconditioned by them. The linear solves
         are inexact; the residual, state and stopping test stay float64."""
         assert isinstance(self.block, RedBlackSolver)
-        low = jnp.float32 if self.options.single_precision_solves else v0.dtype
-        factors = self.block.factor(self.jacobian_values(fun, v0)[1].astype(low))
+        low = jnp.float32 if self.options.single_precision_solves else vals.dtype
+        factors = self.block.factor(vals.astype(low))
 
         def precond(u: jnp.ndarray) -> jnp.ndarray:
             return self.block.apply(factors, u.astype(low)).astype(u.dtype)
@@ -576,7 +632,9 @@ class Simulator:
             return (~self._converged(r, info)) & ok & (it < self.options.max_newton)
 
         v0 = self._pack(x_old if guess is None else guess)
-        v, r, info, its, ok = self.newton_loop(res, v0, cond, self.updated)
+        v, r, info, its, ok = self.newton_loop(
+            res, v0, cond, self.updated, self._local_jacobian(model, trans, x_old, dt, ctrl, rho_well)
+        )
         return self._unpack(v), self._converged(r, info) & ok, its, info
 
     def _report_step(
@@ -658,8 +716,9 @@ class Simulator:
             def fun(v: jnp.ndarray) -> jnp.ndarray:
                 return self.residual(model, trans, self._unpack(v), x, dt, ctrl, rho_well)[0]
 
+            jac = self._local_jacobian(model, trans, x, dt, ctrl, rho_well)
             v, _ = jax.lax.scan(
-                lambda v, _: (self.newton_update(fun, v), None), self._pack(x), None, length=iterations
+                lambda v, _: (self.newton_update(fun, v, jac), None), self._pack(x), None, length=iterations
             )
             x_new = self._unpack(v)
             info = self.residual(model, trans, x_new, x, dt, ctrl, rho_well)[1]
