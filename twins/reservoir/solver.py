@@ -497,8 +497,8 @@ class Simulator:
     def newton_update(self, fun: Any, v: jnp.ndarray, jac: Any = None) -> jnp.ndarray:
         """One damped Newton update with a direct float64 solve (the fixed-step, differentiated run);
         ``jac(v)``: the Jacobian's nonzeros (default: :meth:`jacobian_values` of ``fun``)."""
-        vals = self.jacobian_values(fun, v)[1] if jac is None else jac(v)
-        return self.updated(v, -self.solve(vals, fun(v)))
+        r, vals = self.jacobian_values(fun, v) if jac is None else (fun(v), jac(v))
+        return self.updated(v, -self.solve(vals, r))
 
     def updated(self, v: jnp.ndarray, dv: jnp.ndarray) -> jnp.ndarray:
         """``v`` moved by the Newton update ``dv``, damped (:meth:`damped_pressure_and_water`)."""
