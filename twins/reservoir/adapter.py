@@ -269,7 +269,12 @@ def _simulator(
     tabulated: bool,
     options: Options | None,
 ) -> Simulator:
-    """One :class:`Simulator` (and its compiled functions) per model layout, reused across builds."""
+    """One :class:`Simulator` (and its compiled functions) per model layout, reused across builds.
+
+    Cases built from the same grid, wells, fluid kind and :class:`Options` share one simulator: treat
+    it as read-only (changing an attribute of one case's ``sim`` changes every such case's, and a
+    function already compiled keeps what it traced); build with different ``Options`` to get another.
+    """
     import hashlib
 
     digest = hashlib.sha1(
