@@ -26,7 +26,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from pipelines.sources.reservoir import read_deck_full  # noqa: E402
 from twins.reservoir.adapter import build  # noqa: E402
-from twins.reservoir.assembly import AssemblyPlan  # noqa: E402
+from twins.reservoir.assembly import AssemblyPlan, incident_connections  # noqa: E402
 from twins.reservoir.solver import Options, Simulator  # noqa: E402
 
 from .test_reservoir_linsolve import _holes_deck  # noqa: E402
@@ -104,9 +104,12 @@ def test_plan_refuses_a_pair_joined_twice_and_the_simulator_colours_instead() ->
 
     a, b = np.array([0, 1, 1]), np.array([1, 2, 2])
     with pytest.raises(ValueError, match="at most one connection"):
-        AssemblyPlan(3, 1, a, b, np.array([0]), np.array([0]))
+        AssemblyPlan(3, 1, a, b, np.array([0]), np.array([0]), incident_connections(a, b, 3))
+    a_loop, b_loop = np.array([0, 1]), np.array([0, 2])
     with pytest.raises(ValueError, match="at most one connection"):
-        AssemblyPlan(3, 1, np.array([0, 1]), np.array([0, 2]), np.array([0]), np.array([0]))
+        AssemblyPlan(
+            3, 1, a_loop, b_loop, np.array([0]), np.array([0]), incident_connections(a_loop, b_loop, 3)
+        )
     ones = np.ones(3)
     sim = Simulator(3, 1, Connections(a, b, ones, ones, ones), np.array([0]), np.array([0]), False)
     assert sim.assembly is None

@@ -60,6 +60,8 @@ class AssemblyPlan:
         itself (else ``ValueError``: the caller differentiates the whole residual instead).
     perf_cell, perf_well
         Cell and well of every perforation.
+    incident
+        :func:`incident_connections` of the connections.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class AssemblyPlan:
         conn_b: np.ndarray,
         perf_cell: np.ndarray,
         perf_well: np.ndarray,
+        incident: np.ndarray,
     ) -> None:
         n, nw = int(n_cells), int(n_wells)
         a, b = np.asarray(conn_a, np.int64), np.asarray(conn_b, np.int64)
@@ -88,7 +91,7 @@ class AssemblyPlan:
         # the few well entries sum terms of [perforation-BHP (ph, P), well-cell (x, P), well BHP via
         # perforations (P), well BHP direct (W), 0] through a small padded table
         wrow, pidx = 2 * n + w, np.arange(n_perf)
-        term_rows = np.concatenate([n * 0 + c, n + c, wrow, wrow, wrow, 2 * n + np.arange(nw)])
+        term_rows = np.concatenate([c, n + c, wrow, wrow, wrow, 2 * n + np.arange(nw)])
         term_cols = np.concatenate([2 * n + w, 2 * n + w, c, n + c, 2 * n + w, 2 * n + np.arange(nw)])
         size = 2 * n + nw
         keys, group = np.unique(term_rows * size + term_cols, return_inverse=True)
@@ -96,8 +99,7 @@ class AssemblyPlan:
         self.well_table = padded_groups(group.ravel(), np.arange(n_terms), n_terms, keys.size)[0]
         self.rows = np.concatenate([diag_rows, off_rows, keys // size]).astype(np.int64)
         self.cols = np.concatenate([diag_cols, off_cols, keys % size]).astype(np.int64)
-        # every cell's incident connections as indices into [flux side a (C), flux side b (C), 0]
-        self.incident = padded_groups(np.concatenate([a, b]), np.arange(2 * n_conn), 2 * n_conn, n)[0]
+        self.incident = incident
         # where each perforation's (x, ph) cell derivative lands in the flat (ph, x, N) diagonal
         x, ph, perf = np.meshgrid(np.arange(2), np.arange(2), pidx, indexing="ij")
         self.perf_diagonal = (ph * 2 * n + x * n + c[perf]).ravel()
@@ -105,9 +107,7 @@ class AssemblyPlan:
 
     def values(self, d: LocalDerivatives) -> jnp.ndarray:
         """The Jacobian's nonzeros, in the order of ``rows``/``cols``, from the local derivatives."""
-        zero = jnp.zeros(d.flux.shape[1:3] + (1,), d.flux.dtype)
-        signed = jnp.concatenate([d.flux[0], -d.flux[1], zero], axis=-1)  # (x, ph, 2C + 1)
-        from_flux = jnp.sum(signed[..., self.incident], axis=-1)  # (x, ph, N)
+        from_flux = net_outflow(d.flux[0], d.flux[1], self.incident)  # (x, ph, N)
         diag = (d.accumulation + jnp.swapaxes(from_flux, 0, 1)).reshape(-1)
         diag = diag.at[self.perf_diagonal].add(d.perforation[:2].reshape(-1))
         diag = diag.reshape(d.accumulation.shape) * d.cell_scale[:, None, :]
@@ -131,6 +131,24 @@ class AssemblyPlan:
         )
 
 
+def incident_connections(conn_a: np.ndarray, conn_b: np.ndarray, n_cells: int) -> np.ndarray:
+    """Every cell's connections, padded: indices into ``[side a (C), side b (C), pad]`` of
+    :func:`net_outflow` (a cell's row lists ``c`` where it is ``conn_a[c]``, ``C + c`` where it is
+    ``conn_b[c]``)."""
+    n_conn = np.asarray(conn_a).size
+    return padded_groups(np.concatenate([conn_a, conn_b]), np.arange(2 * n_conn), 2 * n_conn, n_cells)[0]
+
+
+def net_outflow(from_a: jnp.ndarray, from_b: jnp.ndarray, incident: np.ndarray) -> jnp.ndarray:
+    """Per cell, the sum of ``from_a`` over the connections where it is the ``a`` cell minus the sum
+    of ``from_b`` where it is the ``b`` cell (last axis: connections -> cells), by one gather
+    (XLA's CPU scatter-add, which ``segment_sum`` lowers to, is several times slower). With both the
+    connection fluxes (a to b) it is each cell's net outflow."""
+    zero = jnp.zeros(from_a.shape[:-1] + (1,), from_a.dtype)
+    signed = jnp.concatenate([from_a, -from_b, zero], axis=-1)
+    return jnp.sum(signed[..., incident], axis=-1)
+
+
 def take(terms: dict, keys: tuple, index: np.ndarray) -> dict:
     """The cell terms ``keys`` at the cells ``index``."""
     return {k: terms[k][index] for k in keys}
@@ -151,12 +169,11 @@ def local_derivatives(sim: Any, step: tuple, v: jnp.ndarray, p_unit: float) -> L
         q = sim._cell_terms(model, p_bar * p_unit, sw)
         return {k: q[k] for k in LOCAL_TERMS}
 
-    def tangents(make: Any, seeds: tuple) -> Any:  # one JVP per seed set, batched
-        return jax.vmap(make)(*(jnp.stack(s) for s in seeds))
-
+    # the JVPs are batched over their seeds; the primal, the same for every seed, comes out once
     one, zero = jnp.ones(n, v.dtype), jnp.zeros(n, v.dtype)
-    q = cells(p_bar, sw)
-    dq = tangents(lambda tp, ts: jax.jvp(cells, (p_bar, sw), (tp, ts))[1], ((one, zero), (zero, one)))
+    q, dq = jax.vmap(lambda tp, ts: jax.jvp(cells, (p_bar, sw), (tp, ts)), out_axes=(None, 0))(
+        jnp.stack([one, zero]), jnp.stack([zero, one])
+    )
     accumulation = jnp.stack([dq["mass_w"], dq["mass_h"]])  # (ph, x, N)
 
     gdz = props.GRAVITY * (model.depth[a] - model.depth[b])
@@ -180,8 +197,9 @@ def local_derivatives(sim: Any, step: tuple, v: jnp.ndarray, p_unit: float) -> L
     def perforations(qc: dict, bhp_p: jnp.ndarray) -> jnp.ndarray:
         return jnp.stack(sim._perforation_rates(model, qc, bhp_p * p_unit, ctrl, rho_well))
 
-    rates = perforations(qc, bhp_bar[w])
-    dperf = jax.vmap(lambda tc, tb: jax.jvp(perforations, (qc, bhp_bar[w]), (tc, tb))[1])(seeds_c, seeds_bhp)
+    rates, dperf = jax.vmap(
+        lambda tc, tb: jax.jvp(perforations, (qc, bhp_bar[w]), (tc, tb)), out_axes=(None, 0)
+    )(seeds_c, seeds_bhp)
 
     def well_equations(bhp_bar: jnp.ndarray, qw: jnp.ndarray, qh: jnp.ndarray, ref_bar: jnp.ndarray):
         return wells.control_equation(ctrl, bhp_bar * p_unit, qw, qh, ref_bar * p_unit)

@@ -28,7 +28,7 @@ Float64 is required (pressures of 1e7 Pa with 1e-8 relative updates): call
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, NamedTuple
 
 import jax
@@ -36,9 +36,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import krylov, linsolve, props, wells
-from .assembly import FLUX_TERMS, PERFORATION_TERMS, AssemblyPlan, local_derivatives, take
+from .assembly import (
+    FLUX_TERMS,
+    PERFORATION_TERMS,
+    AssemblyPlan,
+    incident_connections,
+    local_derivatives,
+    net_outflow,
+    take,
+)
 from .geometry import Connections, transmissibility
-from .redblack import RedBlackSolver, padded_groups
+from .redblack import RedBlackSolver
 
 P_UNIT = 1e5  # the pressure unknown is in bar
 
@@ -220,12 +228,14 @@ class Simulator:
         self.perf_cell, self.perf_well = np.asarray(perf_cell), np.asarray(perf_well)
         self.first_perf = np.array([np.flatnonzero(self.perf_well == k)[0] for k in range(self.nw)], np.int64)
         self.first_cell = self.perf_cell[self.first_perf].astype(np.int64)
-        self.rows, self.cols, self.colors, self.n_colors = self._pattern()
+        self.rows, self.cols = self._pattern()
+        # each cell's incident connections (.assembly.incident_connections), for the divergence
+        self.incident = incident_connections(self.conn_a, self.conn_b, self.n)
         self.assembly: AssemblyPlan | None = None
         if self.k == 2:  # two-phase: the Jacobian is assembled from local derivatives (.assembly)
             try:
                 self.assembly = AssemblyPlan(
-                    self.n, self.nw, self.conn_a, self.conn_b, self.perf_cell, self.perf_well
+                    self.n, self.nw, self.conn_a, self.conn_b, self.perf_cell, self.perf_well, self.incident
                 )
             except ValueError:  # a pair of cells joined twice: colour and differentiate the residual
                 pass
@@ -236,12 +246,6 @@ class Simulator:
                 )
                 assert same, "the assembly plan's sparsity differs from the residual's"
                 self.rows, self.cols = self.assembly.rows, self.assembly.cols
-        # each cell's incident connections, as indices into [flux, -flux, 0] (a gather: XLA's CPU
-        # scatter-add, which segment_sum lowers to, is several times slower)
-        n_conn = self.conn_a.size
-        self.incident = padded_groups(
-            np.concatenate([self.conn_a, self.conn_b]), np.arange(2 * n_conn), 2 * n_conn, self.n
-        )[0]
         self.block: linsolve.BlockSolver | RedBlackSolver | None = None
         method = self.options.linear_solver
         if method in ("auto", "redblack"):
@@ -265,7 +269,8 @@ class Simulator:
         self.run_fixed = jax.jit(self._run_fixed, static_argnames=("substeps", "iterations"))
 
     # ---------------------------------------------------------------- sparsity and colouring
-    def _pattern(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    def _pattern(self) -> tuple[np.ndarray, np.ndarray]:
+        """The Jacobian's nonzero coordinates (rows, cols), CSR order."""
         import scipy.sparse as sp
 
         n, nw, k = self.n, self.nw, self.k
@@ -294,8 +299,23 @@ class Simulator:
         mat.sum_duplicates()
         mat.data[:] = 1.0
         coo = mat.tocoo()
-        colors = column_colouring(mat)
-        return coo.row.astype(np.int64), coo.col.astype(np.int64), colors, int(colors.max(initial=0)) + 1
+        return coo.row.astype(np.int64), coo.col.astype(np.int64)
+
+    @cached_property
+    def colors(self) -> np.ndarray:
+        """Distance-2 colouring of the Jacobian's columns (:func:`column_colouring`), computed on first
+        use: only :meth:`jacobian_values` needs it (black oil, and two-phase without an assembly plan)."""
+        import scipy.sparse as sp
+
+        size = self.k * self.n + self.nw
+        return column_colouring(
+            sp.csr_matrix((np.ones(self.rows.size), (self.rows, self.cols)), shape=(size, size))
+        )
+
+    @property
+    def n_colors(self) -> int:
+        """Number of colours of :attr:`colors` (JVPs per coloured Jacobian)."""
+        return int(self.colors.max(initial=0)) + 1
 
     def initial_bhp(self, model: Model, x: State, ctrl: wells.WellControls) -> jnp.ndarray:
         """BHP that meets each rate target with the state's mobilities (clamped to the BHP limit)."""
@@ -436,8 +456,7 @@ class Simulator:
 
     def divergence(self, flux: jnp.ndarray) -> jnp.ndarray:
         """Net outflow of every cell, ``sum_j F_ij``, from the connection fluxes ``F`` (a to b positive)."""
-        signed = jnp.concatenate([flux, -flux, jnp.zeros(1, flux.dtype)])
-        return jnp.sum(signed[self.incident], axis=1)
+        return net_outflow(flux, flux, self.incident)
 
     # ---------------------------------------------------------------- linear algebra
     def _pack(self, x: State) -> jnp.ndarray:
