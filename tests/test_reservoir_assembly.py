@@ -34,8 +34,9 @@ from .test_reservoir_linsolve import _holes_deck  # noqa: E402
 CATALOG = Path(__file__).resolve().parents[1] / "catalogs" / "reservoir"
 
 
-def _step(deck: Path, shut_first_well: bool, seed: int = 0):
-    """``(sim, fun, jac, v)``: one time step's residual, its local Jacobian and a perturbed point."""
+def _step(deck: Path, shut_first_well: bool, seed: int = 0, with_step: bool = False):
+    """``(sim, fun, jac, v)``: one time step's residual, its local Jacobian and a perturbed point
+    (``with_step``: and the step's ``(model, trans, x_old, dt, ctrl, rho_well)``)."""
     case = build(read_deck_full(deck), Options())
     sim = case.sim
     model, trans = sim._setup(case.model, case.params(1.3))
@@ -56,7 +57,14 @@ def _step(deck: Path, shut_first_well: bool, seed: int = 0):
         return sim.residual(model, trans, sim._unpack(v), x_old, dt, ctrl, rho)[0]
 
     jac = jax.jit(lambda v: sim.local_jacobian(model, trans, x_old, dt, ctrl, rho, v))
+    if with_step:
+        return sim, fun, jac, jnp.asarray(v), (model, trans, x_old, dt, ctrl, rho)
     return sim, fun, jac, jnp.asarray(v)
+
+
+def _deck_path(name: str, tmp_path: Path) -> Path:
+    """A shipped deck, or the quarter five-spot with ACTNUM holes (``QFS_HOLES``) written to ``tmp_path``."""
+    return _holes_deck(tmp_path) if name == "QFS_HOLES" else CATALOG / f"{name}.DATA"
 
 
 DECKS = ["QFS_WATERFLOOD", "LAYERED_WATERFLOOD", "GAS_DEPLETION", "QFS_HOLES"]
@@ -66,8 +74,7 @@ DECKS = ["QFS_WATERFLOOD", "LAYERED_WATERFLOOD", "GAS_DEPLETION", "QFS_HOLES"]
 @pytest.mark.parametrize("name", DECKS)
 def test_local_jacobian_equals_coloured_autodiff(name: str, shut: bool, tmp_path: Path) -> None:
     """Every nonzero within 1e-12 of its row's largest entry of the coloured-JVP Jacobian."""
-    deck = _holes_deck(tmp_path) if name == "QFS_HOLES" else CATALOG / f"{name}.DATA"
-    sim, fun, jac, v = _step(deck, shut)
+    sim, fun, jac, v = _step(_deck_path(name, tmp_path), shut)
     assert sim.assembly is not None
     local = np.asarray(jac(v))
     coloured = np.asarray(jax.jit(lambda v: sim.jacobian_values(fun, v)[1])(v))

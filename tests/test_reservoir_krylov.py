@@ -76,3 +76,24 @@ def test_exact_preconditioner_and_breakdown() -> None:
     assert np.array_equal(np.asarray(x), np.zeros(30)) and float(estimate) == 0.0
     with pytest.raises(ValueError, match="at least one iteration"):
         gmres(lambda u: u, lambda u: u, jnp.ones(3), 0)
+
+
+def test_product_is_the_matrix_times_the_iterate() -> None:
+    """``product=True`` also returns ``A x`` from the Arnoldi relation ``A Z = V H``; it equals the
+    explicit product with the iterate within 1e-12 relative, before and at a breakdown."""
+    a = _convection_diffusion(40, peclet=3.0)
+    m_mat = np.diag(1.0 / np.diag(a))
+    b = np.random.default_rng(2).standard_normal(40)
+    for precond, iterations in ((m_mat, 3), (m_mat, 6), (np.linalg.inv(a), 4)):
+        x, estimate, ax = gmres(
+            lambda u: jnp.asarray(a) @ u,
+            lambda u, p=precond: jnp.asarray(p) @ u,
+            jnp.asarray(b),
+            iterations,
+            product=True,
+        )
+        explicit = a @ np.asarray(x)
+        assert np.max(np.abs(np.asarray(ax) - explicit)) <= 1e-12 * np.max(np.abs(explicit))
+        assert float(estimate) == pytest.approx(
+            np.linalg.norm(b - explicit) / np.linalg.norm(b), rel=1e-6, abs=1e-13
+        )

@@ -27,9 +27,11 @@ def gmres(
     precond: Callable[[jnp.ndarray], jnp.ndarray],
     b: jnp.ndarray,
     iterations: int,
-) -> tuple[jnp.ndarray, jnp.ndarray]:
+    product: bool = False,
+) -> tuple[jnp.ndarray, ...]:
     """Approximate solution of ``A x = b`` after ``iterations`` steps of right-preconditioned GMRES
-    from ``x = 0``, and the norm of its residual ``b - A x`` relative to ``|b|``.
+    from ``x = 0``, and the norm of its residual ``b - A x`` relative to ``|b|``; with ``product``,
+    also ``A x`` itself, from the Arnoldi relation ``A Z = V H`` (no further ``matvec``).
 
     The Arnoldi steps run in a ``lax.fori_loop``, so ``matvec`` and ``precond`` are traced once
     (an unrolled red-black ``precond`` is large); the small least-squares problem is unrolled.
@@ -44,6 +46,8 @@ def gmres(
         Right-hand side (1-D).
     iterations
         Krylov dimension ``m >= 1`` (static).
+    product
+        Return ``(x, relative residual, A x)`` instead of ``(x, relative residual)``.
     """
     if iterations < 1:
         raise ValueError(f"gmres needs at least one iteration, got {iterations}")
@@ -84,4 +88,7 @@ def gmres(
         ok = jnp.abs(h[i][i]) > TINY
         y[i] = jnp.where(ok, acc / jnp.where(ok, h[i][i], 1.0), 0.0)
     x = jnp.tensordot(jnp.stack(y), search, axes=1)
-    return x, jnp.abs(g[m]) / jnp.maximum(beta, TINY)
+    rel = jnp.abs(g[m]) / jnp.maximum(beta, TINY)
+    if product:
+        return x, rel, jnp.tensordot(hess @ jnp.stack(y), basis, axes=1)
+    return x, rel
