@@ -1,5 +1,5 @@
-"""The globally conservative GMRES step (``Simulator._conservation`` / ``_conserving``,
-``Options.conservative_krylov``) against independent computations.
+"""The globally conservative GMRES step (twins/reservoir/conservation.py: ``step_conservation``,
+``conserving``; ``Options.conservative_krylov``) against independent computations.
 
 Within a time step Newton's later iterations solve with a few GMRES iterations, so their linear
 residual is not zero, and its weighted sum over the cells is what is left of each phase's mass
@@ -26,6 +26,8 @@ pytestmark = pytest.mark.usefixtures("reservoir_x64")
 
 import jax.numpy as jnp  # noqa: E402
 
+from twins.reservoir.conservation import conserving, step_conservation  # noqa: E402
+
 from .test_reservoir_assembly import DECKS, _deck_path, _step  # noqa: E402
 
 
@@ -37,7 +39,7 @@ def _conservation(name: str, tmp_path: Path):
     v = v.at[n : 2 * n : 2].set(x_old.sw[::2])  # every other cell back at its initial (connate) water
     old = sim._phase_state(model, x_old.p, x_old.sw)
     cell_scale = 1.0 / (model.pv_ref * jnp.stack([old["bw"], old["bh"]]))
-    cons = sim._conservation(model, dt, ctrl, rho, cell_scale, v)
+    cons = step_conservation(sim, model, dt, ctrl, rho, cell_scale, v)
     size = v.size
     dense = np.zeros((size, size))
     np.add.at(dense, (sim.rows, sim.cols), np.asarray(jac(v)))
@@ -86,7 +88,7 @@ def test_corrected_update_leaves_no_linearised_imbalance(name: str, tmp_path: Pa
     dv = -0.5 * np.linalg.solve(dense, r) + 1e-3 * rng.standard_normal(r.size)
     lin = r + dense @ dv
     assert np.all(np.abs(_phase_sums(sim, weights, lin)) > 1e-6 * np.abs(_phase_sums(sim, weights, r)))
-    corrected = np.asarray(sim._conserving(cons, jnp.asarray(dv), jnp.asarray(lin)))
+    corrected = np.asarray(conserving(sim, cons, jnp.asarray(dv), jnp.asarray(lin)))
     left = _phase_sums(sim, weights, r + dense @ corrected)
     assert np.all(np.abs(left) <= 1e-10 * np.abs(_phase_sums(sim, weights, r)))
     n, change = sim.n, corrected - dv
@@ -106,7 +108,7 @@ def test_singular_coarse_matrix_leaves_the_update_alone(tmp_path: Path) -> None:
     dv = -0.5 * np.linalg.solve(dense, r)
     lin = jnp.asarray(r + dense @ dv)
     singular = cons._replace(coarse=cons.coarse.at[:, 0].set(0.0))
-    out = np.asarray(sim._conserving(singular, jnp.asarray(dv), lin))
+    out = np.asarray(conserving(sim, singular, jnp.asarray(dv), lin))
     assert np.array_equal(out, dv)
-    out = np.asarray(sim._conserving(cons, jnp.asarray(dv), lin))
+    out = np.asarray(conserving(sim, cons, jnp.asarray(dv), lin))
     assert not np.array_equal(out, dv)

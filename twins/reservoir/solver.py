@@ -45,6 +45,7 @@ from .assembly import (
     net_outflow,
     take,
 )
+from .conservation import conserving, step_conservation
 from .geometry import Connections, transmissibility
 from .redblack import RedBlackSolver
 
@@ -70,14 +71,6 @@ class State(NamedTuple):
     p: jnp.ndarray
     sw: jnp.ndarray
     bhp: jnp.ndarray
-
-
-class Conservation(NamedTuple):
-    """One time step's globally conservative correction (``Simulator._conservation``)."""
-
-    weights: jnp.ndarray  # (2, N): each cell equation's factor to its phase's mass imbalance
-    coarse: jnp.ndarray  # (phase, shift): d imbalance / d shift at the step's first iterate
-    shifts: jnp.ndarray  # (2, size): uniform pressure shift; water saturation where water is mobile
 
 
 class Report(NamedTuple):
@@ -588,8 +581,8 @@ class Simulator:
         the factors (the exact Newton step there); ``krylov`` runs ``krylov_iterations`` GMRES
         iterations on the Jacobian at ``v`` (applied matrix-free through ``jax.linearize``)
         preconditioned by them. The linear solves are inexact; the residual, state and stopping test
-        stay float64. With ``conservation`` (:meth:`_conservation`) the GMRES step is made globally
-        conservative (:meth:`_conserving`)."""
+        stay float64. With ``conservation`` (:func:`.conservation.step_conservation`) the GMRES step
+        is made globally conservative (:func:`.conservation.conserving`)."""
         assert isinstance(self.block, RedBlackSolver)
         low = jnp.float32 if self.options.single_precision_solves else vals.dtype
         factors = self.block.factor(vals.astype(low))
@@ -605,69 +598,9 @@ class Simulator:
             if conservation is None:
                 return krylov.gmres(matvec, precond, -r, self.options.krylov_iterations)[0]
             dv, _, j_dv = krylov.gmres(matvec, precond, -r, self.options.krylov_iterations, product=True)
-            return self._conserving(conservation, dv, r + j_dv)
+            return conserving(self, conservation, dv, r + j_dv)
 
         return direct, krylov_step
-
-    def _conservation(
-        self,
-        model: Model,
-        dt: jnp.ndarray,
-        ctrl: wells.WellControls,
-        rho_well: jnp.ndarray,
-        cell_scale: jnp.ndarray,
-        v0: jnp.ndarray,
-    ) -> Conservation:
-        """What :meth:`_conserving` needs for one time step (:class:`Conservation`): each cell
-        equation's weight to its phase's mass imbalance, ``1 / cell_scale``; the two shifts, every
-        pressure unknown (cells and wells) by one and the water saturation by one in the cells where
-        water is mobile at ``v0`` (``k_rw > 0``: a shift must not make connate water flow); and the
-        2 x 2 coarse matrix ``d imbalance_phase / d shift`` at ``v0``. The fluxes cancel in the global
-        sums (each leaves one cell and enters another), so the coarse matrix is the derivative of the
-        masses in place and the perforation rates alone: two JVPs of those."""
-        c, w, n = self.perf_cell, self.perf_well, self.n
-
-        def imbalance(v: jnp.ndarray) -> jnp.ndarray:
-            x = self._unpack(v)
-            q = self._cell_terms(model, x.p, x.sw)
-            rates = self._perforation_rates(model, take(q, PERFORATION_TERMS, c), x.bhp[w], ctrl, rho_well)
-            return jnp.stack(
-                [jnp.sum(q["mass_w"]) + dt * jnp.sum(rates[0]), jnp.sum(q["mass_h"]) + dt * jnp.sum(rates[1])]
-            )
-
-        mobile = (props.relperm(model.fluid, v0[n : 2 * n])[0] > 0).astype(v0.dtype)
-        ones, zeros = jnp.ones(n, v0.dtype), jnp.zeros(n, v0.dtype)
-        shifts = jnp.stack(
-            [
-                jnp.concatenate([ones, zeros, jnp.ones(self.nw, v0.dtype)]),
-                jnp.concatenate([zeros, mobile, jnp.zeros(self.nw, v0.dtype)]),
-            ]
-        )
-        coarse = jax.vmap(lambda t: jax.jvp(imbalance, (v0,), (t,))[1], out_axes=1)(shifts)
-        return Conservation(1.0 / cell_scale, coarse, shifts)
-
-    def _conserving(self, conservation: Conservation, dv: jnp.ndarray, lin_res: jnp.ndarray) -> jnp.ndarray:
-        """The Newton update ``dv`` made globally conservative: the multiples of the pressure and
-        saturation shifts of :meth:`_conservation` that cancel each phase's linearised mass
-        imbalance, the weighted sum of the linear residual ``lin_res = r + J dv`` over its cell
-        equations, through the 2 x 2 coarse matrix (a two-level correction with constants as coarse
-        space), unless that asks for a shift larger than the largest change of ``dv`` itself (a
-        near-singular coarse matrix). Newton's stopping test asks the step's mass balance to
-        ``mb_tol`` = 1e-9 but each cell only to ``cnv_tol``, so without it the last iteration of a
-        step is often spent on the global sums alone."""
-        weights, coarse, shifts = conservation
-        n = self.n
-        g = jnp.stack([jnp.dot(weights[0], lin_res[:n]), jnp.dot(weights[1], lin_res[n : 2 * n])])
-        det = coarse[0, 0] * coarse[1, 1] - coarse[0, 1] * coarse[1, 0]
-        shift_p = (coarse[0, 1] * g[1] - coarse[1, 1] * g[0]) / det  # Cramer's rule, coarse @ shift = -g
-        shift_s = (coarse[1, 0] * g[0] - coarse[0, 0] * g[1]) / det
-        # safeguard: a (near-)singular coarse matrix (incompressible fluids with BHP-controlled wells:
-        # a uniform pressure shift changes no mass; no mobile water) asks for shifts larger than the
-        # update itself; then the update stays as GMRES left it
-        ok = (jnp.abs(shift_p) <= jnp.max(jnp.abs(dv[:n]))) & (
-            jnp.abs(shift_s) <= jnp.max(jnp.abs(dv[n : 2 * n]))
-        )
-        return dv + jnp.where(ok, shift_p * shifts[0] + shift_s * shifts[1], 0.0)
 
     def damped_pressure_and_water(self, v: jnp.ndarray, dv: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
         """New pressure and water saturation of a Newton update ``dv`` at ``v``: the pressure change
@@ -735,7 +668,7 @@ class Simulator:
         if self.options.conservative_krylov and self.reuses_factorisation:
             old = self._phase_state(model, x_old.p, x_old.sw)
             cell_scale = 1.0 / (model.pv_ref * jnp.stack([old["bw"], old["bh"]]))
-            conservation = self._conservation(model, dt, ctrl, rho_well, cell_scale, v0)
+            conservation = step_conservation(self, model, dt, ctrl, rho_well, cell_scale, v0)
         jac = self._local_jacobian(model, trans, x_old, dt, ctrl, rho_well)
         v, r, info, its, ok = self.newton_loop(res, v0, cond, self.updated, jac, conservation)
         return self._unpack(v), self._converged(r, info) & ok, its, info
