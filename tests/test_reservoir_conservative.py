@@ -37,9 +37,7 @@ def _conservation(name: str, tmp_path: Path):
     model, trans, x_old, dt, ctrl, rho = step
     n = sim.n
     v = v.at[n : 2 * n : 2].set(x_old.sw[::2])  # every other cell back at its initial (connate) water
-    old = sim._phase_state(model, x_old.p, x_old.sw)
-    cell_scale = 1.0 / (model.pv_ref * jnp.stack([old["bw"], old["bh"]]))
-    cons = step_conservation(sim, model, dt, ctrl, rho, cell_scale, v)
+    cons = step_conservation(sim, model, dt, ctrl, rho, x_old, v)
     size = v.size
     dense = np.zeros((size, size))
     np.add.at(dense, (sim.rows, sim.cols), np.asarray(jac(v)))

@@ -209,8 +209,7 @@ def local_derivatives(sim: Any, step: tuple, v: jnp.ndarray, p_unit: float) -> L
     d_bhp, d_qw, d_qh, d_ref = jax.vmap(lambda t: jax.jvp(well_equations, primal, tuple(t))[1])(eye)
     well_cells = d_qw[w] * dperf[:2, 0] + d_qh[w] * dperf[:2, 1]  # (x, P)
     well_cells = well_cells.at[0, sim.first_perf].add(d_ref)
-    old = sim._phase_state(model, x_old.p, x_old.sw)
-    cell_scale = 1.0 / (model.pv_ref * jnp.stack([old["bw"], old["bh"]]))
+    cell_scale = 1.0 / sim.imbalance_weights(model, x_old)
     return LocalDerivatives(
         accumulation,
         dt * dflux.reshape(2, 2, 2, -1),

@@ -39,12 +39,12 @@ def step_conservation(
     dt: jnp.ndarray,
     ctrl: Any,
     rho_well: jnp.ndarray,
-    cell_scale: jnp.ndarray,
+    x_old: Any,
     v0: jnp.ndarray,
 ) -> Conservation:
     """What :func:`conserving` needs for one time step of ``sim`` (a :class:`.solver.Simulator`;
     the other arguments as its ``_substep`` has them) (:class:`Conservation`): each cell
-    equation's weight to its phase's mass imbalance, ``1 / cell_scale``; the two shifts, every
+    equation's weight to its phase's mass imbalance (``sim.imbalance_weights``); the two shifts, every
     pressure unknown (cells and wells) by one and the water saturation by one in the cells where
     water is mobile at ``v0`` (``k_rw > 0``: a shift must not make connate water flow); and the
     2 x 2 coarse matrix ``d imbalance_phase / d shift`` at ``v0``. The fluxes cancel in the global
@@ -69,7 +69,7 @@ def step_conservation(
         ]
     )
     coarse = jax.vmap(lambda t: jax.jvp(imbalance, (v0,), (t,))[1], out_axes=1)(shifts)
-    return Conservation(1.0 / cell_scale, coarse, shifts)
+    return Conservation(sim.imbalance_weights(model, x_old), coarse, shifts)
 
 
 def conserving(sim: Any, conservation: Conservation, dv: jnp.ndarray, lin_res: jnp.ndarray) -> jnp.ndarray:

@@ -378,6 +378,12 @@ class Simulator:
         inj_rho = jnp.where(ctrl.inj_water > 0, rho_w_max, rho_h_max)
         return jnp.where(ctrl.is_inj > 0, inj_rho, prod_rho)
 
+    def imbalance_weights(self, model: Model, x_old: State) -> jnp.ndarray:
+        """Each cell equation's factor to its phase's mass imbalance, ``pv_ref B(x_old)`` (2, N):
+        the residual's cell equations are the imbalances divided by it (saturation units)."""
+        old = self._phase_state(model, x_old.p, x_old.sw)
+        return model.pv_ref * jnp.stack([old["bw"], old["bh"]])
+
     def _cell_terms(self, model: Model, p: jnp.ndarray, sw: jnp.ndarray) -> dict[str, jnp.ndarray]:
         """Everything the residual needs of each cell at pressure ``p`` (Pa) and saturation ``sw``:
         the phase state, the water-phase pressure and the phases' masses (surface volumes)."""
@@ -666,9 +672,7 @@ class Simulator:
         v0 = self._pack(x_old if guess is None else guess)
         conservation = None
         if self.options.conservative_krylov and self.reuses_factorisation:
-            old = self._phase_state(model, x_old.p, x_old.sw)
-            cell_scale = 1.0 / (model.pv_ref * jnp.stack([old["bw"], old["bh"]]))
-            conservation = step_conservation(self, model, dt, ctrl, rho_well, cell_scale, v0)
+            conservation = step_conservation(self, model, dt, ctrl, rho_well, x_old, v0)
         jac = self._local_jacobian(model, trans, x_old, dt, ctrl, rho_well)
         v, r, info, its, ok = self.newton_loop(res, v0, cond, self.updated, jac, conservation)
         return self._unpack(v), self._converged(r, info) & ok, its, info
