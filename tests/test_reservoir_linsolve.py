@@ -26,7 +26,7 @@ import jax.numpy as jnp  # noqa: E402
 from pipelines.sources.reservoir import read_deck_full  # noqa: E402
 from twins.reservoir.adapter import build  # noqa: E402
 from twins.reservoir.linsolve import BlockSolver, cell_ordering  # noqa: E402
-from twins.reservoir.redblack import RedBlackSolver, level_sets  # noqa: E402
+from twins.reservoir.redblack import RedBlackSolver, level_sets, small_matmul  # noqa: E402
 from twins.reservoir.solver import Options  # noqa: E402
 
 CATALOG = Path(__file__).resolve().parents[1] / "catalogs" / "reservoir"
@@ -323,3 +323,11 @@ def test_coloured_jacobian_equals_dense_autodiff(deck: str) -> None:
     assert sim.n_colors == colors.max() + 1
     if deck == "QFS_WATERFLOOD":
         assert sim.n_colors == 2 * 5
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_small_matmul_is_numpy_matmul_with_broadcasting(k: int) -> None:
+    """The unrolled products of the red elimination equal NumPy's matmul, batch axes broadcast."""
+    rng = np.random.default_rng(k)
+    a, b = rng.normal(size=(5, 1, 4, k)), rng.normal(size=(1, 3, k, 2))
+    np.testing.assert_allclose(np.asarray(small_matmul(jnp.asarray(a), jnp.asarray(b))), a @ b, rtol=1e-13)

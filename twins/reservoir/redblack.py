@@ -245,8 +245,8 @@ class RedBlackSolver(DirectSolver):
         (flat storage of :meth:`_level_layout`) of the Schur complement ``A_bb - A_br G``."""
         a_rr, a_rb, a_br = src[maps["rr"]], src[maps["rb"]], src[maps["br"]]
         r_inv = _small_inverse(a_rr)
-        g_mat = r_inv[:, None] @ a_rb  # (nr, d, k, k): A_rr^-1 A_rb
-        schur = -(a_br[:, :, None] @ g_mat[:, None, :, :, :])  # (nr, d, d, k, k)
+        g_mat = small_matmul(r_inv[:, None], a_rb)  # (nr, d, k, k): A_rr^-1 A_rb
+        schur = -small_matmul(a_br[:, :, None], g_mat[:, None, :, :, :])  # (nr, d, d, k, k)
         terms = jnp.concatenate([src[:-1], schur.reshape(-1), jnp.zeros(1, src.dtype)])
         nonzeros = jnp.sum(terms[maps["nz_src"]], axis=1)
         flat = jnp.concatenate([nonzeros, jnp.zeros(1, src.dtype)])[maps["dense"]]
@@ -265,15 +265,18 @@ class RedBlackSolver(DirectSolver):
         """``A_rr^-1 r_red`` and the black right-hand side that the red elimination leaves."""
         n, k, q = self.n, self.k, rhs.shape[-1]
         per_cell = rhs.reshape(k, n, q).transpose(1, 0, 2)  # (n, k, q)
-        g_rhs = r_inv @ per_cell[self.red]  # (nr, k, q)
-        sent = jnp.concatenate([-(a_br @ g_rhs[:, None]).reshape(-1, k, q), jnp.zeros((1, k, q), rhs.dtype)])
+        g_rhs = small_matmul(r_inv, per_cell[self.red])  # (nr, k, q)
+        sent = small_matmul(a_br, g_rhs[:, None]).reshape(-1, k, q)
+        sent = jnp.concatenate([-sent, jnp.zeros((1, k, q), rhs.dtype)])
         return g_rhs, per_cell[self.black] + jnp.sum(sent[self.red_terms], axis=1)
 
     def _back_red(self, g_mat: jnp.ndarray, g_rhs: jnp.ndarray, x_black: jnp.ndarray) -> jnp.ndarray:
         """Red unknowns by back substitution; all cell unknowns, variable-major (k n, q)."""
         n, k, q = self.n, self.k, x_black.shape[-1]
         xb_pad = jnp.concatenate([x_black, jnp.zeros((1, k, q), x_black.dtype)])
-        x_red = g_rhs - jnp.sum(g_mat @ xb_pad[self.nbr_black], axis=1)
+        # one contraction over (neighbour, unknown): as broadcast products XLA would gather the
+        # neighbours' unknowns once per product term
+        x_red = g_rhs - jnp.einsum("rdij,rdjq->riq", g_mat, xb_pad[self.nbr_black])
         out = jnp.concatenate([x_black, x_red])[self.cell_slot]
         return out.transpose(1, 0, 2).reshape(k * n, q)
 
@@ -397,6 +400,16 @@ def padded_groups(
     table = np.full((keys.size, max(int(col.max(initial=0)) + 1, 1)), pad, np.int64)
     table[row, col] = value
     return table.astype(np.int32), keys
+
+
+def small_matmul(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+    """``a @ b`` for stacks of small matrices (inner dimension ``k``, a few unknowns per cell) as ``k``
+    broadcast products that XLA fuses into one elementwise loop; its CPU ``dot`` on thousands of
+    2 x 2 blocks per ensemble member costs 4-12x more (measured under ``vmap`` on 100 members)."""
+    out = a[..., :, :1] * b[..., :1, :]
+    for j in range(1, a.shape[-1]):
+        out = out + a[..., :, j : j + 1] * b[..., j : j + 1, :]
+    return out
 
 
 def _small_inverse(a: jnp.ndarray) -> jnp.ndarray:
