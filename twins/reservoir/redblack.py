@@ -274,9 +274,14 @@ class RedBlackSolver(DirectSolver):
         """Red unknowns by back substitution; all cell unknowns, variable-major (k n, q)."""
         n, k, q = self.n, self.k, x_black.shape[-1]
         xb_pad = jnp.concatenate([x_black, jnp.zeros((1, k, q), x_black.dtype)])
-        # one contraction over (neighbour, unknown): as broadcast products XLA would gather the
-        # neighbours' unknowns once per product term
-        x_red = g_rhs - jnp.einsum("rdij,rdjq->riq", g_mat, xb_pad[self.nbr_black])
+        if q == 1:  # one contraction over (neighbour, unknown): the fastest for one vector
+            x_red = g_rhs - jnp.einsum("rdij,rdjq->riq", g_mat, xb_pad[self.nbr_black])
+        else:  # several columns (the wells' A^-1 B): a product term per neighbour and unknown, 4x faster
+            x_red = g_rhs
+            for d in range(self.dmax):
+                x_d = xb_pad[self.nbr_black[:, d]]
+                for j in range(k):
+                    x_red = x_red - g_mat[:, d, :, j : j + 1] * x_d[:, j : j + 1, :]
         out = jnp.concatenate([x_black, x_red])[self.cell_slot]
         return out.transpose(1, 0, 2).reshape(k * n, q)
 
