@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from .ensemble import map_members
+
 if TYPE_CHECKING:  # pragma: no cover
     from .adapter import Case
     from .solver import Report
@@ -176,15 +178,18 @@ def case_cash_flow(case: Case, rep: Report, econ: Economics) -> CashFlow:
     return cash_flow(case_volumes(case, rep, horizon(case, econ)), econ)
 
 
-def ensemble_npv(case: Case, econ: Economics, perm_mults: np.ndarray) -> np.ndarray:
-    """NPV of each permeability-multiplier member, simulated in one ``jax.vmap``-ed run."""
+def ensemble_npv(
+    case: Case, econ: Economics, perm_mults: np.ndarray, block: int | None | str = "auto"
+) -> np.ndarray:
+    """NPV of each permeability-multiplier member, simulated in one compiled run (members ``vmap``-ed
+    in blocks of ``block``, see :func:`.ensemble.map_members`)."""
     years = horizon(case, econ)
 
     def member(m: jnp.ndarray) -> jnp.ndarray:
         rep = case.sim.run(case.model, case.x0, case.controls, case.dts, case.params(m))
         return npv(cash_flow(case_volumes(case, rep, years), econ))
 
-    return np.asarray(jax.vmap(member)(jnp.asarray(perm_mults, float)))
+    return np.asarray(map_members(member, jnp.asarray(perm_mults, float), block))
 
 
 def percentiles(values: np.ndarray) -> tuple[float, float, float]:

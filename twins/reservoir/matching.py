@@ -7,7 +7,7 @@ deviations. Two methods:
 - :func:`match_gradient`: minimise the weighted least-squares mismatch with ``jax.grad`` through the
   fixed-step simulator (``lax.scan`` throughout) and optax Adam, plus a Gaussian prior term;
 - :func:`es_mda`: ensemble smoother with multiple data assimilation (Emerick & Reynolds 2013) with
-  the adaptive solver ``jax.vmap``-ed over the ensemble.
+  the adaptive solver ``jax.vmap``-ed over the ensemble (in blocks, :mod:`.ensemble`).
 
 Both return the matched log multipliers; :func:`observe` gives the simulated observation vector.
 """
@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .ensemble import map_members
 
 if TYPE_CHECKING:  # pragma: no cover
     from .adapter import Case
@@ -98,13 +100,14 @@ def match_gradient(
 
 
 def ensemble_observe(case: Case, zones: np.ndarray, thetas: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Observation vectors of an ensemble of log multipliers (one vmapped adaptive run)."""
+    """Observation vectors of an ensemble of log multipliers (one compiled adaptive run, members vmapped
+    in blocks: :func:`.ensemble.map_members`)."""
 
     def member(theta: jnp.ndarray) -> jnp.ndarray:
         rep = case.sim.run(case.model, case.x0, case.controls, case.dts, case.params(_mults(theta, zones)))
         return observe(rep, steps)
 
-    return np.asarray(jax.vmap(member)(jnp.asarray(thetas)))
+    return np.asarray(map_members(member, jnp.asarray(thetas)))
 
 
 def es_mda(

@@ -179,7 +179,7 @@ def run_config(
             {k: (v if isinstance(v, str) else float(v)) for k, v in economics.indicators(flows, econ).items()}
         )
         if cfg.ensemble:
-            _progress(f"ensemble of {cfg.ensemble.members} members (vmapped)")
+            _progress(f"ensemble of {cfg.ensemble.members} members (vmapped in blocks)")
             key = jax.random.PRNGKey(cfg.ensemble.seed)
             mults = np.exp(
                 cfg.ensemble.perm_log_sd * np.asarray(jax.random.normal(key, (cfg.ensemble.members,)))
