@@ -52,14 +52,17 @@ def _case():
 
 
 def test_ensemble_percentiles() -> None:
-    """Ensemble in vmapped blocks of two (a full block, then the remainder): each member equals its own
-    run; NPV rises with permeability here; P10 >= P50 >= P90."""
+    """Ensemble in vmapped blocks of two (a full block, then one padded with a copy): each member equals
+    its own run; NPV rises with permeability here; P10 >= P50 >= P90."""
     econ, case = _case()
     mults = np.array([0.5, 1.0, 2.0])
     npvs = E.ensemble_npv(case, econ, mults, block=2)
-    for i in (0, 2):  # a member of the first block and the remainder block == a separate run
+    for i in (0, 2):  # a member of the first block and of the padded one == a separate run
         single = E.indicators(E.case_cash_flow(case, case.run(perm_mult=float(mults[i])), econ), econ)["npv"]
-        assert npvs[i] == pytest.approx(single, rel=1e-8)
+        # batched, the float32 preconditioner products round in another order, so Newton may stop one
+        # iteration apart (both iterates meet the stopping test): 1e-7 measured; neighbouring members'
+        # NPVs differ by percents, so any mixing of members still fails
+        assert npvs[i] == pytest.approx(single, rel=1e-6)
     assert (
         npvs[0] < npvs[1] < npvs[2]
     )  # a more productive reservoir is worth more under BHP-limited production

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 CPU_BLOCK = 20  # members per vmapped block on the CPU backend (see the module docstring)
 
@@ -36,7 +37,7 @@ def map_members(fun: Callable[[Any], Any], members: Any, block: int | None | str
         Pytree of arrays whose leading axis runs over the members.
     block
         Members per ``vmap``-ed block (``"auto"``: :func:`default_block`; ``None``: one ``vmap`` over
-        all); a last, smaller block takes the remainder.
+        all); the last block is filled up with copies of the last member, whose results are dropped.
     """
     leaves = jax.tree_util.tree_leaves(members)
     if not leaves:
@@ -47,4 +48,12 @@ def map_members(fun: Callable[[Any], Any], members: Any, block: int | None | str
         raise ValueError(f"block must be a positive number of members, None or 'auto', got {block!r}")
     if size is None or size >= n:
         return jax.vmap(fun)(members)
-    return jax.lax.map(fun, members, batch_size=size)
+    # pad to whole blocks with copies of the last member (dropped again): lax.map would otherwise
+    # compile the member computation a second time for a smaller remainder block
+    pad = -n % size
+    if pad:
+        members = jax.tree_util.tree_map(
+            lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), members
+        )
+    out = jax.lax.map(fun, members, batch_size=size)
+    return jax.tree_util.tree_map(lambda a: a[:n], out) if pad else out
