@@ -26,7 +26,7 @@ import jax.numpy as jnp  # noqa: E402
 from pipelines.sources.reservoir import read_deck_full  # noqa: E402
 from twins.reservoir.adapter import build  # noqa: E402
 from twins.reservoir.linsolve import BlockSolver, cell_ordering  # noqa: E402
-from twins.reservoir.redblack import RedBlackSolver, level_sets, small_matmul  # noqa: E402
+from twins.reservoir.redblack import RedBlackSolver, block_inverse, level_sets, small_matmul  # noqa: E402
 from twins.reservoir.solver import Options  # noqa: E402
 
 CATALOG = Path(__file__).resolve().parents[1] / "catalogs" / "reservoir"
@@ -331,3 +331,19 @@ def test_small_matmul_is_numpy_matmul_with_broadcasting(k: int) -> None:
     rng = np.random.default_rng(k)
     a, b = rng.normal(size=(5, 1, 4, k)), rng.normal(size=(1, 3, k, 2))
     np.testing.assert_allclose(np.asarray(small_matmul(jnp.asarray(a), jnp.asarray(b))), a @ b, rtol=1e-13)
+
+
+@pytest.mark.parametrize(("k", "m"), [(1, 6), (2, 12), (2, 40), (3, 27)])
+def test_block_inverse_equals_numpy_inverse(k: int, m: int) -> None:
+    """Block Gauss-Jordan (cell blocks as pivots; unrolled for 12 x 12, a ``fori_loop`` for 40 x 40)
+    equals NumPy's LU inverse, under ``vmap`` too, also where a cell block's leading entry is tiny
+    (scalar elimination without pivoting would divide by it)."""
+    rng = np.random.default_rng(m)
+    a = rng.normal(size=(3, m, m)) + 2.0 * np.sqrt(m) * np.eye(m)
+    if k > 1:
+        a[:, 0, 0] = 1e-14  # the first cell's own block [[~0, x], [y, z]] stays well conditioned
+        a[:, 0, 1], a[:, 1, 0] = 3.0 * np.sqrt(m), 3.0 * np.sqrt(m)
+    out = np.asarray(jax.vmap(lambda s: block_inverse(s, k))(jnp.asarray(a)))
+    np.testing.assert_allclose(out, np.linalg.inv(a), rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="not a multiple"):
+        block_inverse(jnp.eye(5), 2)

@@ -14,8 +14,10 @@ are kept out by a Schur complement, as in :mod:`.linsolve`::
 
 For a 20 x 20 grid the level blocks hold at most 20 cells and only half the levels remain, so the
 dense work is about a quarter of :class:`.linsolve.BlockSolver`'s (whose chunks all have the bandwidth's
-size); on a 15 x 15 x 3 grid it is about a fifth. No pivoting happens between cells (partial pivoting
-inside each level block's LU), as in :mod:`.linsolve`; both are checked against SciPy's sparse LU in
+size); on a 15 x 15 x 3 grid it is about a fifth. No pivoting happens between cells: each level block
+is inverted by Gauss-Jordan elimination with the cells' own ``k x k`` blocks as pivots
+(:func:`block_inverse`, closed-form ``k x k`` inverses), which is 4x faster on CPU than LAPACK's
+batched LU; :mod:`.linsolve` pivots inside its blocks. Both are checked against SciPy's sparse LU in
 ``tests/test_reservoir_linsolve.py``. Everything traced is plain ``jax.numpy``: it batches under
 ``jax.vmap``, runs under ``jax.jit`` on any backend and differentiates (``custom_linear_solve``).
 A graph that is not bipartite (non-neighbour connections closing an odd cycle) is refused with a
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -302,7 +305,7 @@ class RedBlackSolver(DirectSolver):
                 s = s - lo @ ws[-1]
                 f = f - lo @ ys[-1]
             up = self._block(flat, "U", j) if j + 1 < nb else jnp.zeros((s.shape[0], 0), s.dtype)
-            sol = jnp.linalg.solve(s, jnp.concatenate([up, f], axis=-1))
+            sol = block_inverse(s, self.k) @ jnp.concatenate([up, f], axis=-1)
             ws.append(sol[:, : up.shape[1]])
             ys.append(sol[:, up.shape[1] :])
         return self._back_levels(ws, ys)
@@ -324,7 +327,9 @@ class RedBlackSolver(DirectSolver):
         b_mat, c_mat, d_mat = src[maps["B"]], src[maps["C"]], src[maps["D"]]
         sol = self._cells(src, maps, jnp.concatenate([rhs[:nc, None], b_mat], axis=1))
         y, z = sol[:, 0], sol[:, 1:]
-        x_w = jnp.linalg.solve(d_mat - c_mat @ z, rhs[nc:] - c_mat @ y)
+        w_schur = d_mat - c_mat @ z
+        w_inv = _small_inverse(w_schur) if self.nw <= 3 else jnp.linalg.inv(w_schur)
+        x_w = w_inv @ (rhs[nc:] - c_mat @ y)
         return jnp.concatenate([y - z @ x_w, x_w])
 
     # ---------------------------------------------------------------- factor once, apply often
@@ -343,7 +348,7 @@ class RedBlackSolver(DirectSolver):
             if j:
                 lows.append(self._block(flat, "L", j))
                 s = s - lows[-1] @ ws[-1]
-            inv = jnp.linalg.solve(s, jnp.eye(s.shape[0], dtype=s.dtype))
+            inv = block_inverse(s, self.k)
             s_inv.append(inv)
             if j + 1 < nb:
                 ws.append(inv @ self._block(flat, "U", j))
@@ -352,7 +357,9 @@ class RedBlackSolver(DirectSolver):
             return cells
         b_mat, c_mat, d_mat = src[maps["B"]], src[maps["C"]], src[maps["D"]]
         z = self._apply_cells(cells, b_mat)  # A^-1 B
-        return cells._replace(z=z, c_mat=c_mat, w_inv=jnp.linalg.inv(d_mat - c_mat @ z))
+        w_schur = d_mat - c_mat @ z  # closed form for up to three wells (LAPACK runs member by member)
+        w_inv = _small_inverse(w_schur) if self.nw <= 3 else jnp.linalg.inv(w_schur)
+        return cells._replace(z=z, c_mat=c_mat, w_inv=w_inv)
 
     def _apply_cells(self, fac: Factors, rhs: jnp.ndarray) -> jnp.ndarray:
         """``A^-1 rhs`` for the cell block from its factors (rhs: (k n, q))."""
@@ -417,8 +424,46 @@ def small_matmul(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
     return out
 
 
+def block_inverse(a: jnp.ndarray, k: int) -> jnp.ndarray:
+    """Inverse of ``a`` (m x m, m a multiple of ``k``) by in-place Gauss-Jordan elimination with its
+    ``k x k`` diagonal blocks (one cell's unknowns) as pivots, no pivoting between blocks.
+
+    Each of the ``m / k`` steps is one rank-``k`` update made of broadcast products, which XLA fuses
+    into one elementwise loop; more than :data:`UNROLL_STEPS` steps run in a ``lax.fori_loop`` (as fast
+    from 20 x 20 up, and its compile time does not grow with ``m``). A level block of the red-black
+    Schur complement (up to 38 x 38 on a 20 x 20 grid, float32, 20 members under ``vmap``) inverts
+    about 4x faster than through LAPACK's batched LU and triangular solves
+    (``jnp.linalg.solve(s, I)``, member after member). A cell's own block is inverted in closed form,
+    so a small entry inside it (a water equation's pressure derivative where water is immobile) needs
+    no pivoting.
+    """
+    m = a.shape[-1]
+    if m % k:
+        raise ValueError(f"block_inverse: size {m} is not a multiple of the block size {k}")
+    index = jnp.arange(m)
+
+    def step(i: Any, a: jnp.ndarray) -> jnp.ndarray:
+        lo = i * k
+        rows = jax.lax.dynamic_slice_in_dim(a, lo, k, -2)  # (k, m): the pivot rows
+        pivot_inv = _small_inverse(jax.lax.dynamic_slice_in_dim(rows, lo, k, -1))
+        row = jax.lax.dynamic_update_slice_in_dim(small_matmul(pivot_inv, rows), pivot_inv, lo, -1)
+        in_step = (index >= lo) & (index < lo + k)
+        col = jnp.where(in_step[:, None], 0.0, jax.lax.dynamic_slice_in_dim(a, lo, k, -1))  # (m, k)
+        a = jnp.where(in_step[None, :], 0.0, a) - small_matmul(col, row)
+        return jax.lax.dynamic_update_slice_in_dim(a, row, lo, -2)
+
+    if m // k > UNROLL_STEPS:
+        return jax.lax.fori_loop(0, m // k, step, a)
+    for i in range(m // k):
+        a = step(i, a)
+    return a
+
+
+UNROLL_STEPS = 8  # block_inverse: Python-unrolled up to this many steps (10 x 10: 16 against 29 us)
+
+
 def _small_inverse(a: jnp.ndarray) -> jnp.ndarray:
-    """Inverse of a stack of small (k x k) matrices: closed form for k <= 2, LU otherwise."""
+    """Inverse of a stack of small (k x k) matrices: closed form for k <= 3, LU otherwise."""
     k = a.shape[-1]
     if k == 1:
         return 1.0 / a
@@ -427,5 +472,12 @@ def _small_inverse(a: jnp.ndarray) -> jnp.ndarray:
         adj = jnp.stack(
             [jnp.stack([a[..., 1, 1], -a[..., 0, 1]], -1), jnp.stack([-a[..., 1, 0], a[..., 0, 0]], -1)], -2
         )
+        return adj / det[..., None, None]
+    if k == 3:  # adjugate (cofactors), no LAPACK call per block
+        c = [[a[..., (i + 1) % 3, (j + 1) % 3] * a[..., (i + 2) % 3, (j + 2) % 3]
+              - a[..., (i + 1) % 3, (j + 2) % 3] * a[..., (i + 2) % 3, (j + 1) % 3] for j in range(3)]
+             for i in range(3)]  # fmt: skip
+        det = a[..., 0, 0] * c[0][0] + a[..., 0, 1] * c[0][1] + a[..., 0, 2] * c[0][2]
+        adj = jnp.stack([jnp.stack([c[j][i] for j in range(3)], -1) for i in range(3)], -2)
         return adj / det[..., None, None]
     return jnp.linalg.inv(a)
