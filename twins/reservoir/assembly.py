@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import props, wells
-from .redblack import padded_groups
+from .redblack import gather_sum, padded_groups
 
 FLUX_TERMS = ("p", "pw", "rho_w", "rho_h", "lam_w", "lam_h")  # cell terms that a connection's fluxes use
 PERFORATION_TERMS = ("p", "pc", "lam_w", "lam_h", "mob_t", "bw", "bh")  # ... and a perforation's rates
@@ -126,7 +126,7 @@ class AssemblyPlan:
                 diag.reshape(-1),
                 (d.flux[1] * scale_a).reshape(-1),
                 (-d.flux[0] * scale_b).reshape(-1),
-                jnp.sum(well_terms[self.well_table], axis=1),
+                gather_sum(well_terms, self.well_table),
             ]
         )
 
@@ -146,7 +146,7 @@ def net_outflow(from_a: jnp.ndarray, from_b: jnp.ndarray, incident: np.ndarray) 
     connection fluxes (a to b) it is each cell's net outflow."""
     zero = jnp.zeros(from_a.shape[:-1] + (1,), from_a.dtype)
     signed = jnp.concatenate([from_a, -from_b, zero], axis=-1)
-    return jnp.sum(signed[..., incident], axis=-1)
+    return jnp.moveaxis(gather_sum(jnp.moveaxis(signed, -1, 0), incident), 0, -1)
 
 
 def take(terms: dict, keys: tuple, index: np.ndarray) -> dict:

@@ -251,7 +251,7 @@ class RedBlackSolver(DirectSolver):
         g_mat = small_matmul(r_inv[:, None], a_rb)  # (nr, d, k, k): A_rr^-1 A_rb
         schur = -small_matmul(a_br[:, :, None], g_mat[:, None, :, :, :])  # (nr, d, d, k, k)
         terms = jnp.concatenate([src[:-1], schur.reshape(-1), jnp.zeros(1, src.dtype)])
-        nonzeros = jnp.sum(terms[maps["nz_src"]], axis=1)
+        nonzeros = gather_sum(terms, maps["nz_src"])
         flat = jnp.concatenate([nonzeros, jnp.zeros(1, src.dtype)])[maps["dense"]]
         return r_inv, g_mat, a_br, flat
 
@@ -271,7 +271,7 @@ class RedBlackSolver(DirectSolver):
         g_rhs = small_matmul(r_inv, per_cell[self.red])  # (nr, k, q)
         sent = small_matmul(a_br, g_rhs[:, None]).reshape(-1, k, q)
         sent = jnp.concatenate([-sent, jnp.zeros((1, k, q), rhs.dtype)])
-        return g_rhs, per_cell[self.black] + jnp.sum(sent[self.red_terms], axis=1)
+        return g_rhs, per_cell[self.black] + gather_sum(sent, self.red_terms)
 
     def _back_red(self, g_mat: jnp.ndarray, g_rhs: jnp.ndarray, x_black: jnp.ndarray) -> jnp.ndarray:
         """Red unknowns by back substitution; all cell unknowns, variable-major (k n, q)."""
@@ -412,6 +412,17 @@ def padded_groups(
     table = np.full((keys.size, max(int(col.max(initial=0)) + 1, 1)), pad, np.int64)
     table[row, col] = value
     return table.astype(np.int32), keys
+
+
+def gather_sum(values: jnp.ndarray, table: np.ndarray) -> jnp.ndarray:
+    """``values[table].sum(axis=1)`` for a padded group table (:func:`padded_groups`, ``table`` of shape
+    ``(groups, width)`` indexing the leading axis of ``values``) as ``width`` gathers added in turn,
+    which XLA fuses into one elementwise loop; as a gather then a reduction, XLA's CPU backend runs
+    the reduction as a separate YNNPACK kernel, several times slower for these short rows."""
+    out = values[table[:, 0]]
+    for j in range(1, table.shape[1]):
+        out = out + values[table[:, j]]
+    return out
 
 
 def small_matmul(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
