@@ -26,7 +26,13 @@ import jax.numpy as jnp  # noqa: E402
 from pipelines.sources.reservoir import read_deck_full  # noqa: E402
 from twins.reservoir.adapter import build  # noqa: E402
 from twins.reservoir.linsolve import BlockSolver, cell_ordering  # noqa: E402
-from twins.reservoir.redblack import RedBlackSolver, block_inverse, level_sets, small_matmul  # noqa: E402
+from twins.reservoir.redblack import (  # noqa: E402
+    RedBlackSolver,
+    block_inverse,
+    level_inverse,
+    level_sets,
+    small_matmul,
+)
 from twins.reservoir.solver import Options  # noqa: E402
 
 CATALOG = Path(__file__).resolve().parents[1] / "catalogs" / "reservoir"
@@ -347,3 +353,24 @@ def test_block_inverse_equals_numpy_inverse(k: int, m: int) -> None:
     np.testing.assert_allclose(out, np.linalg.inv(a), rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="not a multiple"):
         block_inverse(jnp.eye(5), 2)
+
+
+@pytest.mark.parametrize("m", [12, 80])
+def test_level_inverse_alone_and_under_vmap(m: int) -> None:
+    """A level block's inverse is NumPy's for one matrix (LAPACK) and for a vmapped batch (block
+    Gauss-Jordan up to 64 unknowns, LAPACK above), also inside ``jit`` and nested ``vmap``."""
+    rng = np.random.default_rng(m)
+    a = rng.normal(size=(2, 3, m, m)) + 2.0 * np.sqrt(m) * np.eye(m)
+    ref = np.linalg.inv(a)
+    one = np.asarray(jax.jit(lambda s: level_inverse(s, 2))(jnp.asarray(a[0, 0])))
+    batch = np.asarray(jax.jit(jax.vmap(lambda s: level_inverse(s, 2)))(jnp.asarray(a[0])))
+    nested = np.asarray(jax.vmap(jax.vmap(lambda s: level_inverse(s, 2)))(jnp.asarray(a)))
+    np.testing.assert_allclose(one, ref[0, 0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(batch, ref[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(nested, ref, rtol=1e-9, atol=1e-12)
+    # which method ran: Gauss-Jordan's in-place row updates appear only in the batched small case
+    batched = str(jax.make_jaxpr(jax.vmap(lambda s: level_inverse(s, 2)))(jnp.asarray(a[0])))
+    assert ("dynamic_update_slice" in batched) == (m <= 64)
+    assert "dynamic_update_slice" not in str(
+        jax.make_jaxpr(lambda s: level_inverse(s, 2))(jnp.asarray(a[0, 0]))
+    )

@@ -284,3 +284,11 @@ def test_conservative_krylov_steps_keep_the_answer_in_fewer_iterations(name: str
     assert float(np.max(conservative.mb_error)) < 1e-9
     assert int(np.sum(conservative.newton)) < int(np.sum(plain.newton))
     _assert_same_states(conservative, plain, sw_tol=1e-3, rel_tol=1e-5)
+
+
+def test_float32_mode_is_refused_with_a_clear_error() -> None:
+    """Without JAX float64 the simulator cannot hold pressures in Pa or balance mass to 1e-9 (every
+    step fails and the run would return NaN); tracing it then raises and says how to enable float64."""
+    case = build(read_deck_full(CATALOG / "GAS_DEPLETION.DATA"))
+    with jax.enable_x64(False), pytest.raises(RuntimeError, match="x64_scope"):
+        case.sim.run(case.model, case.x0, case.controls, case.dts, case.params())

@@ -620,6 +620,11 @@ class Simulator:
 
     # ---------------------------------------------------------------- time stepping
     def _setup(self, model: Model, params: tuple[jnp.ndarray, jnp.ndarray]) -> tuple[Model, jnp.ndarray]:
+        if jax.dtypes.canonicalize_dtype(np.float64) != np.float64:  # checked when traced
+            raise RuntimeError(
+                "the reservoir simulator needs JAX float64 (pressures in Pa, mass balance to 1e-9): run it "
+                "inside twins.reservoir.run.x64_scope() or set jax.config.update('jax_enable_x64', True)"
+            )
         perm_mult, poro_mult = params
         trans = transmissibility(model.conn, perm_mult)
         model = model._replace(pv_ref=model.pv_ref * poro_mult, wi=model.wi * perm_mult[self.perf_cell])
