@@ -138,6 +138,29 @@ def test_factor_then_apply_matches_superlu(deck_jacobian) -> None:
         assert np.max(np.abs(x - ref)) / np.max(np.abs(ref)) < 1e-9, name
 
 
+def test_vmapped_factor_matches_superlu_and_pivoted_lu(deck_jacobian) -> None:
+    """An ensemble's factorisation (``factor`` under ``vmap``: on the CPU its level blocks up to 64
+    unknowns are inverted by Gauss-Jordan without pivoting between cells) solves the deck Jacobian as
+    SciPy's sparse LU does in float64 (solution within 1e-9), and in float32, as the adaptive run uses
+    it, is as accurate as the unbatched factorisation with LAPACK's pivoted LU (within 4x its error)."""
+    name, sim, vals, r = deck_jacobian
+    solver = RedBlackSolver(sim.rows, sim.cols, sim.n, 2, sim.nw, sim.conn_a, sim.conn_b)
+    ref = spla.spsolve(_scipy(sim, vals), r)
+    batch = jnp.asarray(np.stack([vals, vals]))
+    rhs = jnp.asarray(np.stack([r, r]))
+    errors = {}
+    for dtype in (jnp.float64, jnp.float32):
+        factors = jax.jit(jax.vmap(solver.factor))(batch.astype(dtype))
+        x = np.asarray(jax.jit(jax.vmap(solver.apply))(factors, rhs.astype(dtype)), float)
+        one = solver.apply(jax.jit(solver.factor)(batch[0].astype(dtype)), rhs[0].astype(dtype))
+        errors[dtype] = [
+            np.max(np.abs(y - ref)) / np.max(np.abs(ref)) for y in (x[0], np.asarray(one, float))
+        ]
+    assert max(errors[jnp.float64]) < 1e-9, name
+    batched32, single32 = errors[jnp.float32]
+    assert batched32 < 4 * max(single32, 1e-6), (name, batched32, single32)
+
+
 @pytest.mark.parametrize("method", ("thomas", "redblack"))
 def test_vmap_over_a_batch_of_jacobians(method: str) -> None:
     """A vmapped solve over Jacobians of different permeabilities/time steps equals SuperLU member by member."""
@@ -371,5 +394,6 @@ def test_level_inverse_alone_and_under_vmap(m: int) -> None:
     # which method ran: LAPACK's LU shows as triangular solves; Gauss-Jordan has none
     batched = str(jax.make_jaxpr(jax.vmap(lambda s: level_inverse(s, 2)))(jnp.asarray(a[0])))
     single = str(jax.make_jaxpr(lambda s: level_inverse(s, 2))(jnp.asarray(a[0, 0])))
-    assert ("triangular_solve" not in batched) == (m <= 64)
     assert "triangular_solve" in single
+    if jax.default_backend() == "cpu":  # Gauss-Jordan is the CPU backend's batched path only
+        assert ("triangular_solve" not in batched) == (m <= 64)

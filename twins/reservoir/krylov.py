@@ -7,7 +7,7 @@ step, so ``J M`` is close to the identity and a few iterations reduce the linear
 of magnitude. The iteration count is fixed, not adaptive: under ``vmap`` every member would wait for
 the slowest anyway, and a fixed count keeps the cost of an ensemble's Newton iteration known.
 
-Arnoldi with classical Gram-Schmidt applied twice (CGS2, as orthogonal as modified Gram-Schmidt:
+Arnoldi with classical Gram-Schmidt applied twice (CGS2, at least as orthogonal as modified Gram-Schmidt:
 Giraud, Langou and Rozloznik 2005) builds the Krylov basis: two matrix-vector products per step
 instead of one reduction per basis vector, 7 % faster on the CPU ensemble with the same Newton
 iterations. Givens rotations reduce the small least-squares problem ``min ||beta e_1 - H y||``

@@ -20,7 +20,8 @@ CPU invert their level blocks by Gauss-Jordan elimination with the cells' own ``
 pivots (:func:`level_inverse`, :func:`block_inverse`: 3-5x faster there than jaxlib's batched LU,
 which runs member after member). Both are checked against SciPy's sparse LU in
 ``tests/test_reservoir_linsolve.py``. Everything traced is plain ``jax.numpy``: it batches under
-``jax.vmap``, runs under ``jax.jit`` on any backend and differentiates (``custom_linear_solve``).
+``jax.vmap``, runs under ``jax.jit`` on any backend and :meth:`RedBlackSolver.solve` differentiates
+(``custom_linear_solve``).
 A graph that is not bipartite (non-neighbour connections closing an odd cycle) is refused with a
 ``ValueError`` at set-up; the caller then uses :class:`.linsolve.BlockSolver`.
 """
@@ -339,7 +340,8 @@ class RedBlackSolver(DirectSolver):
         """Factors of ``J`` (nonzeros ``vals``) for repeated :meth:`apply`: the red elimination, the
         black levels' explicit inverses ``S_j^-1`` and ``W_j = S_j^-1 U_j``, and the wells' Schur
         complement. A factorisation costs about one :meth:`solve`; an application is matrix-vector
-        products only (about a fortieth of the flops on a 20 x 20 grid)."""
+        products only (about a fortieth of the flops on a 20 x 20 grid). Not reverse-differentiable
+        (:func:`level_inverse`); the differentiated runs solve with :meth:`solve`."""
         maps = self.maps[0]
         src = jnp.concatenate([vals, jnp.zeros(1, vals.dtype)])
         r_inv, g_mat, a_br, flat = self._eliminate(src, maps)
@@ -444,7 +446,10 @@ def level_inverse(s: jnp.ndarray, k: int) -> jnp.ndarray:
 
     jaxlib's batched LU on CPU runs LAPACK member after member; for a batch of 20 float32 blocks
     block Gauss-Jordan is 3-5x faster up to 52 x 52 and 1.3x at 60-70, slower at 84 x 84, while for
-    one matrix LAPACK is 1.3-5x faster at every size (measured here, one thread)."""
+    one matrix LAPACK is 1.3-5x faster at every size (measured here, one thread). Forward-mode
+    derivatives pass through; reverse mode does not (``custom_vmap`` has no transpose rule): it serves
+    :meth:`RedBlackSolver.factor` only, the adaptive run's preconditioner, never differentiated; the
+    differentiated direct solve (:meth:`RedBlackSolver.solve`) keeps LAPACK."""
     if s.shape[-1] > GAUSS_JORDAN_MAX or s.shape[-1] % k:
         return jnp.linalg.solve(s, jnp.eye(s.shape[-1], dtype=s.dtype))
     return _batched_gauss_jordan(k)(s)
