@@ -64,10 +64,10 @@ def gmres(
         basis, search, hess = carry
         z = precond(basis[j])
         w = matvec(z)
-        built = (jnp.arange(m + 1) <= j).astype(w.dtype)  # the basis vectors built so far
-        h_first = (basis @ w) * built  # classical Gram-Schmidt, twice (CGS2)
+        # classical Gram-Schmidt, twice (CGS2), against the whole basis: its rows beyond j are still zero
+        h_first = basis @ w
         w = w - h_first @ basis
-        h_second = (basis @ w) * built
+        h_second = basis @ w
         w = w - h_second @ basis
         hess = hess.at[:m, j].set((h_first + h_second)[:m])
         h_next = jnp.linalg.norm(w)
